@@ -1,0 +1,69 @@
+//! One URL in, metadata out: fetch, tell the type, decode, hash.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::decode;
+use crate::error::{Error, Result};
+use crate::fetch::{Body, Fetcher};
+use crate::options::Options;
+use crate::sniff;
+
+/// What is known about a URL's media; a field that is not known is `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metadata {
+    pub bytes: Option<u64>,
+    pub mime: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub blurhash: Option<String>,
+    /// Why a field the admin might expect is missing (for logs and tools, never for clients).
+    pub note: Option<String>,
+}
+
+impl Metadata {
+    /// Whether anything is known at all (if not, no element is added).
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_none() && self.mime.is_none() && self.width.is_none() && self.blurhash.is_none()
+    }
+}
+
+/// Fetches `url` with `fetcher` and describes what came back. A panic anywhere below is caught
+/// and becomes this URL's error.
+pub fn analyze(fetcher: &Fetcher, url: &str) -> Result<Metadata> {
+    catch_unwind(AssertUnwindSafe(|| describe(&fetcher.get(url)?, fetcher.options()))).map_err(Error::from_panic)?
+}
+
+/// Describes a body: its size, its type (sniffed, else the server's word), and for the images
+/// we decode, their upright dimensions and BlurHash.
+pub fn describe(body: &Body, opts: &Options) -> Result<Metadata> {
+    let sniffed = sniff::sniff(&body.data);
+    let mut meta = Metadata {
+        bytes: body.content_length.or(body.complete.then_some(body.data.len() as u64)),
+        mime: sniffed.map(str::to_owned).or_else(|| body.content_type.as_deref().and_then(sniff::content_type_essence)),
+        ..Metadata::default()
+    };
+    let Some(image) = sniffed.filter(|m| sniff::is_decodable(m)) else {
+        return Ok(meta);
+    };
+    let decoded = if body.complete {
+        decode::decode(&body.data, image, true, opts)?
+    } else {
+        // Past max_bytes: the header may still be within what was read.
+        let mut header_only = decode::decode(&body.data, image, false, opts).ok();
+        let note = format!("body is larger than max_bytes ({}): no blurhash", opts.max_bytes);
+        match header_only.as_mut() {
+            Some(d) => d.note = Some(note),
+            None => meta.note = Some(note),
+        }
+        match header_only {
+            Some(d) => d,
+            None => return Ok(meta),
+        }
+    };
+    let (w, h) = decoded.header.upright();
+    meta.width = Some(w);
+    meta.height = Some(h);
+    meta.blurhash = decoded.blurhash;
+    meta.note = decoded.note;
+    Ok(meta)
+}

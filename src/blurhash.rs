@@ -1,0 +1,378 @@
+//! Where the BlurHash comes from: pixels are averaged down to a small picture in linear light
+//! (EXIF orientation and alpha flattening applied on the way), and that picture is encoded.
+//!
+//! The shrink visits every source pixel once and keeps no full-size copy; the encoder runs on
+//! at most `SHRINK_TO` x `SHRINK_TO` cells with separable cosine sums. The basis functions are
+//! evaluated at each cell's mean source position, so the hash matches the reference encoder
+//! run on the full-size picture (see the tests and the benchmark's quality column).
+
+use once_cell::sync::Lazy;
+
+use crate::error::{Error, Result};
+
+/// The long side of the picture the encoder sees. 4x3 (even 9x9) components need far less.
+pub const SHRINK_TO: u32 = 64;
+
+/// Transparent pixels are flattened onto this grey (sRGB 128): neither dark nor light themes
+/// get a black or white smear for a transparent logo.
+const BACKGROUND: u8 = 128;
+
+/// How the bytes of a pixel are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Luma,
+    LumaAlpha,
+    Rgb,
+    Rgba,
+    /// Adobe (inverted) CMYK, as JPEG decoders hand it over.
+    Cmyk,
+}
+
+impl Layout {
+    /// Bytes a pixel takes.
+    pub fn channels(self) -> usize {
+        match self {
+            Layout::Luma => 1,
+            Layout::LumaAlpha => 2,
+            Layout::Rgb => 3,
+            Layout::Rgba | Layout::Cmyk => 4,
+        }
+    }
+}
+
+static SRGB_TO_LINEAR: Lazy<[f32; 256]> = Lazy::new(|| {
+    let mut t = [0f32; 256];
+    for (i, v) in t.iter_mut().enumerate() {
+        let c = i as f32 / 255.0;
+        *v = if c <= 0.04045 { c / 12.92 } else { ((c + 0.055) / 1.055).powf(2.4) };
+    }
+    t
+});
+
+fn linear_to_srgb(v: f32) -> u32 {
+    let v = v.clamp(0.0, 1.0);
+    let s = if v <= 0.003_130_8 { v * 12.92 } else { 1.055 * v.powf(1.0 / 2.4) - 0.055 };
+    (s * 255.0 + 0.5) as u32
+}
+
+/// A small picture in linear RGB with, for each column and row, the position (0..1) in the
+/// full-size picture that the cell stands for.
+#[derive(Debug, Clone)]
+pub struct Shrunk {
+    pub width: usize,
+    pub height: usize,
+    pub pixels: Vec<[f32; 3]>,
+    col_pos: Vec<f32>,
+    row_pos: Vec<f32>,
+}
+
+/// One axis of the shrink: which cell each source index falls into, and each cell's size and
+/// mean position.
+struct Axis {
+    cell_of: Vec<u32>,
+    count: Vec<u32>,
+    pos: Vec<f32>,
+}
+
+impl Axis {
+    fn new(len: u32, cells: u32, flipped: bool) -> Axis {
+        let (len, cells) = (len as u64, cells as u64);
+        let mut count = vec![0u32; cells as usize];
+        let mut sum = vec![0u64; cells as usize];
+        let cell_of = (0..len)
+            .map(|i| {
+                let o = if flipped { len - 1 - i } else { i }; // index in the upright picture
+                let c = o * cells / len;
+                count[c as usize] += 1;
+                sum[c as usize] += o;
+                c as u32
+            })
+            .collect();
+        let pos = sum.iter().zip(&count).map(|(&s, &n)| s as f32 / n.max(1) as f32 / len as f32).collect();
+        Axis { cell_of, count, pos }
+    }
+}
+
+/// Averages `pixels` (`width` x `height`, 8 bits a channel, `layout`) down to at most
+/// `SHRINK_TO` on the long side of the upright picture, applying EXIF `orientation` (1 to 8).
+pub fn shrink(pixels: &[u8], width: u32, height: u32, layout: Layout, orientation: u8) -> Result<Shrunk> {
+    let ch = layout.channels();
+    if width == 0 || height == 0 || pixels.len() < width as usize * height as usize * ch {
+        return Err(Error::BlurHash(format!(
+            "{} bytes cannot hold {width}x{height} pixels of {ch} bytes",
+            pixels.len()
+        )));
+    }
+    let transposed = matches!(orientation, 5..=8);
+    let (up_w, up_h) = if transposed { (height, width) } else { (width, height) };
+    let scale = |v: u32| ((v as u64 * SHRINK_TO as u64).div_ceil(up_w.max(up_h) as u64) as u32).clamp(1, v);
+    let (cells_w, cells_h) = (scale(up_w), scale(up_h));
+    // Whether the source's x and y axes run backwards in the upright picture.
+    let (flip_x, flip_y) = match orientation {
+        2 => (true, false),
+        3 => (true, true),
+        4 => (false, true),
+        5 => (false, false),
+        6 => (false, true),
+        7 => (true, true),
+        8 => (true, false),
+        _ => (false, false),
+    };
+    let (cols, rows) = if transposed {
+        // Source x runs along the upright y axis and source y along the upright x axis.
+        (Axis::new(width, cells_h, flip_x), Axis::new(height, cells_w, flip_y))
+    } else {
+        (Axis::new(width, cells_w, flip_x), Axis::new(height, cells_h, flip_y))
+    };
+    let cells = (cells_w * cells_h) as usize;
+    let (col_stride, row_stride) = if transposed { (cells_w, 1) } else { (1, cells_w) };
+    let col_index: Vec<u32> = cols.cell_of.iter().map(|c| c * col_stride).collect();
+    let mut sums = vec![[0f32; 3]; cells];
+    let lin = &*SRGB_TO_LINEAR;
+    let bg = lin[BACKGROUND as usize];
+    for (y, row) in pixels.chunks_exact(width as usize * ch).take(height as usize).enumerate() {
+        let base = rows.cell_of[y] * row_stride;
+        for (px, &ci) in row.chunks_exact(ch).zip(&col_index) {
+            let [r, g, b] = to_linear(px, layout, lin, bg);
+            let s = &mut sums[(base + ci) as usize];
+            s[0] += r;
+            s[1] += g;
+            s[2] += b;
+        }
+    }
+    let (x_axis, y_axis) = if transposed { (&rows, &cols) } else { (&cols, &rows) };
+    for (i, s) in sums.iter_mut().enumerate() {
+        let n = (x_axis.count[i % cells_w as usize] * y_axis.count[i / cells_w as usize]) as f32;
+        for c in s.iter_mut() {
+            *c /= n;
+        }
+    }
+    Ok(Shrunk {
+        width: cells_w as usize,
+        height: cells_h as usize,
+        pixels: sums,
+        col_pos: x_axis.pos.clone(),
+        row_pos: y_axis.pos.clone(),
+    })
+}
+
+#[inline]
+fn to_linear(px: &[u8], layout: Layout, lin: &[f32; 256], bg: f32) -> [f32; 3] {
+    let over = |c: u8, a: u8| {
+        let a = a as f32 / 255.0;
+        lin[c as usize] * a + bg * (1.0 - a)
+    };
+    match layout {
+        Layout::Luma => [lin[px[0] as usize]; 3],
+        Layout::LumaAlpha => [over(px[0], px[1]); 3],
+        Layout::Rgb => [lin[px[0] as usize], lin[px[1] as usize], lin[px[2] as usize]],
+        Layout::Rgba => [over(px[0], px[3]), over(px[1], px[3]), over(px[2], px[3])],
+        Layout::Cmyk => {
+            let k = px[3] as u32;
+            let c = |v: u8| lin[((v as u32 * k + 127) / 255) as usize];
+            [c(px[0]), c(px[1]), c(px[2])]
+        }
+    }
+}
+
+/// BlurHash components along x and y for an upright picture: `long` on its long side.
+pub fn components(width: u32, height: u32, long: u32, short: u32) -> (u32, u32) {
+    if width >= height { (long, short) } else { (short, long) }
+}
+
+/// Encodes `img` with `cx` x `cy` components (each 1 to 9).
+pub fn encode(img: &Shrunk, cx: u32, cy: u32) -> Result<String> {
+    if !(1..=9).contains(&cx) || !(1..=9).contains(&cy) {
+        return Err(Error::BlurHash(format!("components must be 1 to 9, not {cx}x{cy}")));
+    }
+    let (cx, cy) = (cx as usize, cy as usize);
+    let basis = |pos: &[f32], n: usize| -> Vec<Vec<f32>> {
+        (0..n).map(|i| pos.iter().map(|p| (std::f32::consts::PI * i as f32 * p).cos()).collect()).collect()
+    };
+    let (bx, by) = (basis(&img.col_pos, cx), basis(&img.row_pos, cy));
+    // Separable sums: first along each row for every x component, then down the rows.
+    let mut factors = vec![[0f32; 3]; cx * cy];
+    let mut row_sums = vec![[0f32; 3]; cx];
+    for (y, row) in img.pixels.chunks_exact(img.width).enumerate() {
+        for (i, acc) in row_sums.iter_mut().enumerate() {
+            *acc = [0.0; 3];
+            for (p, w) in row.iter().zip(&bx[i]) {
+                acc[0] += p[0] * w;
+                acc[1] += p[1] * w;
+                acc[2] += p[2] * w;
+            }
+        }
+        for (j, bj) in by.iter().enumerate() {
+            for (i, acc) in row_sums.iter().enumerate() {
+                let f = &mut factors[j * cx + i];
+                f[0] += acc[0] * bj[y];
+                f[1] += acc[1] * bj[y];
+                f[2] += acc[2] * bj[y];
+            }
+        }
+    }
+    let n = (img.width * img.height) as f32;
+    for (k, f) in factors.iter_mut().enumerate() {
+        let norm = if k == 0 { 1.0 } else { 2.0 } / n;
+        f.iter_mut().for_each(|c| *c *= norm);
+    }
+
+    let mut out = String::with_capacity(4 + 2 * cx * cy);
+    base83(((cx - 1) + (cy - 1) * 9) as u32, 1, &mut out);
+    let max_ac = factors[1..].iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
+    let max_value = if factors.len() > 1 {
+        let q = ((max_ac * 166.0 - 0.5).floor() as i32).clamp(0, 82) as u32;
+        base83(q, 1, &mut out);
+        (q as f32 + 1.0) / 166.0
+    } else {
+        base83(0, 1, &mut out);
+        1.0
+    };
+    let dc = factors[0];
+    base83((linear_to_srgb(dc[0]) << 16) | (linear_to_srgb(dc[1]) << 8) | linear_to_srgb(dc[2]), 4, &mut out);
+    for f in &factors[1..] {
+        let q = |v: f32| {
+            let v = v / max_value;
+            ((v.signum() * v.abs().sqrt() * 9.0 + 9.5).floor() as i32).clamp(0, 18) as u32
+        };
+        base83(q(f[0]) * 19 * 19 + q(f[1]) * 19 + q(f[2]), 2, &mut out);
+    }
+    Ok(out)
+}
+
+const BASE83: &[u8; 83] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#$%*+,-.:;=?@[]^_{|}~";
+
+fn base83(value: u32, digits: u32, out: &mut String) {
+    for i in (0..digits).rev() {
+        out.push(BASE83[(value / 83u32.pow(i) % 83) as usize] as char);
+    }
+}
+
+/// The largest picture `decode` paints, per side: a preview, not a poster.
+pub const MAX_DECODE_SIDE: u32 = 1024;
+
+/// Paints `hash` as `width` x `height` RGBA pixels; a malformed hash is an error, never a panic.
+pub fn decode(hash: &str, width: u32, height: u32, punch: f32) -> Result<Vec<u8>> {
+    let valid_len = |h: &str| {
+        let size = BASE83.iter().position(|&c| Some(&c) == h.as_bytes().first())?;
+        (h.len() == 4 + 2 * (size % 9 + 1) * (size / 9 + 1)).then_some(())
+    };
+    if !hash.bytes().all(|b| BASE83.contains(&b)) {
+        return Err(Error::BlurHash(format!("{hash:?} has characters outside the base-83 alphabet")));
+    }
+    if hash.len() < 6 || valid_len(hash).is_none() {
+        return Err(Error::BlurHash(format!("{hash:?} has the wrong length for its size flag")));
+    }
+    if !(1..=MAX_DECODE_SIDE).contains(&width) || !(1..=MAX_DECODE_SIDE).contains(&height) {
+        return Err(Error::BlurHash(format!("{width}x{height} is outside 1 to {MAX_DECODE_SIDE} per side")));
+    }
+    if !punch.is_finite() || punch <= 0.0 {
+        return Err(Error::BlurHash(format!("punch must be a positive number, not {punch}")));
+    }
+    std::panic::catch_unwind(|| blurhash::decode(hash, width, height, punch))
+        .map_err(Error::from_panic)?
+        .map_err(|e| Error::BlurHash(format!("{hash:?}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A picture with structure along both axes, so that any misplaced cell changes the hash.
+    fn picture(w: u32, h: u32) -> Vec<u8> {
+        (0..h)
+            .flat_map(|y| (0..w).flat_map(move |x| [(x * 255 / w) as u8, (y * 255 / h) as u8, ((x + y) % 97) as u8]))
+            .collect()
+    }
+
+    fn ours(px: &[u8], w: u32, h: u32, cx: u32, cy: u32) -> String {
+        encode(&shrink(px, w, h, Layout::Rgb, 1).unwrap(), cx, cy).unwrap()
+    }
+
+    fn reference(px: &[u8], w: u32, h: u32, cx: u32, cy: u32) -> String {
+        let rgba: Vec<u8> = px.chunks(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+        blurhash::encode(cx, cy, w, h, &rgba).unwrap()
+    }
+
+    fn dc(hash: &str) -> [i32; 3] {
+        let v = hash[2..6].bytes().fold(0i32, |v, c| v * 83 + BASE83.iter().position(|&b| b == c).unwrap() as i32);
+        [v >> 16, (v >> 8) & 255, v & 255]
+    }
+
+    /// Equal to the blurhash crate but for the DC colour, which may differ by one step per
+    /// channel: that crate rounds `x * 255 + 0.5` once more (a +0.5 bias), while the C and
+    /// TypeScript reference encoders, and so blurhash-python, truncate it as we do.
+    #[test]
+    fn matches_the_reference_encoder_on_small_pictures() {
+        for (w, h, cx, cy) in [(32, 24, 4, 3), (17, 40, 3, 4), (64, 64, 9, 9), (5, 3, 1, 1), (1, 1, 2, 2)] {
+            let px = picture(w, h);
+            let (a, b) = (ours(&px, w, h, cx, cy), reference(&px, w, h, cx, cy));
+            assert_eq!((&a[..2], &a[6..]), (&b[..2], &b[6..]), "{w}x{h} {cx}x{cy}");
+            let (da, db) = (dc(&a), dc(&b));
+            assert!((0..3).all(|i| (0..=1).contains(&(db[i] - da[i]))), "{w}x{h}: DC {da:?} vs {db:?}");
+        }
+    }
+
+    /// Mean absolute difference per channel (0..255) of two hashes painted at 32x32.
+    fn distance(a: &str, b: &str) -> f64 {
+        let (pa, pb) = (decode(a, 32, 32, 1.0).unwrap(), decode(b, 32, 32, 1.0).unwrap());
+        let diff: u64 = pa.iter().zip(&pb).map(|(x, y)| (*x as i64 - *y as i64).unsigned_abs()).sum();
+        diff as f64 / pa.len() as f64
+    }
+
+    #[test]
+    fn shrunk_hash_stays_close_to_the_full_size_reference() {
+        let (w, h) = (1024, 683);
+        let px = picture(w, h);
+        let d = distance(&ours(&px, w, h, 4, 3), &reference(&px, w, h, 4, 3));
+        assert!(d < 2.0, "mean difference {d}");
+    }
+
+    #[test]
+    fn orientation_moves_pixels_like_the_exif_transform() {
+        // A 3x2 picture with one red pixel at the top left; after each orientation the red
+        // pixel must sit where the EXIF transform puts it.
+        let (w, h) = (3u32, 2u32);
+        let mut px = vec![0u8; (w * h * 3) as usize];
+        px[0] = 255;
+        let cases = [(1, (0, 0)), (2, (2, 0)), (3, (2, 1)), (4, (0, 1)), (5, (0, 0)), (6, (1, 0)), (7, (1, 2)), (8, (0, 2))];
+        for (o, (ex, ey)) in cases {
+            let s = shrink(&px, w, h, Layout::Rgb, o).unwrap();
+            let expect_dims = if o >= 5 { (2, 3) } else { (3, 2) };
+            assert_eq!((s.width, s.height), expect_dims, "orientation {o}");
+            let red: Vec<usize> = (0..s.pixels.len()).filter(|&i| s.pixels[i][0] > 0.5).collect();
+            assert_eq!(red, vec![ey * s.width + ex], "orientation {o}");
+        }
+    }
+
+    #[test]
+    fn transparent_pixels_do_not_turn_black() {
+        // Fully transparent black, large enough that the reference algorithm's own bias on
+        // odd components (the sum of cos(pi*i*x/w) is 1, not 0) stays below one step.
+        let px = vec![0u8; 300 * 200 * 4];
+        let s = shrink(&px, 300, 200, Layout::Rgba, 1).unwrap();
+        let hash = encode(&s, 4, 3).unwrap();
+        let painted = decode(&hash, 4, 4, 1.0).unwrap();
+        assert!(painted.chunks(4).all(|p| (p[0] as i32 - 128).abs() <= 2), "{painted:?}");
+    }
+
+    #[test]
+    fn malformed_hashes_are_errors() {
+        for bad in ["", "L", "LEHV6n", "LEHV6nWB2yk8pyo0adR*.7kCMdn", "LEHV6nWB2yk8pyo0adR*.7kCMdnjj", "LEHV6nWB2yk8pyo0adR*.7kCMd\u{e9}", "\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}"] {
+            assert!(decode(bad, 8, 8, 1.0).is_err(), "{bad:?}");
+        }
+        assert!(decode("LEHV6nWB2yk8pyo0adR*.7kCMdnj", 8, 8, 1.0).is_ok());
+        assert!(decode("LEHV6nWB2yk8pyo0adR*.7kCMdnj", 0, 8, 1.0).is_err());
+        assert!(decode("LEHV6nWB2yk8pyo0adR*.7kCMdnj", 100_000, 100_000, 1.0).is_err());
+        assert!(decode("LEHV6nWB2yk8pyo0adR*.7kCMdnj", 8, 8, f32::NAN).is_err());
+    }
+
+    #[test]
+    fn bad_sizes_are_errors() {
+        assert!(shrink(&[0; 11], 2, 2, Layout::Rgb, 1).is_err());
+        assert!(shrink(&[], 0, 0, Layout::Rgb, 1).is_err());
+        let s = shrink(&[0; 12], 2, 2, Layout::Rgb, 1).unwrap();
+        assert!(encode(&s, 0, 3).is_err());
+        assert!(encode(&s, 4, 10).is_err());
+    }
+}

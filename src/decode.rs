@@ -1,0 +1,133 @@
+//! Pixels from image bytes, under limits, straight into the BlurHash shrink.
+//!
+//! JPEG is decoded by jpeg-decoder at the smallest DCT scale (1/8, 1/4, 1/2) that still gives
+//! the shrink enough pixels, so a 12 MP photo costs an entropy decode and little else. PNG, GIF
+//! (first frame) and WebP go through the image crate with its allocation limit.
+
+use std::io::Cursor;
+
+use image::{metadata::Orientation, DynamicImage, ImageDecoder, ImageFormat};
+
+use crate::blurhash::{self, Layout, SHRINK_TO};
+use crate::error::{Error, Result};
+use crate::options::Options;
+
+/// What an image's header says: its stored size and its EXIF orientation (1 to 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub width: u32,
+    pub height: u32,
+    pub orientation: u8,
+}
+
+impl Header {
+    /// Width and height as displayed, after the EXIF orientation.
+    pub fn upright(&self) -> (u32, u32) {
+        if self.orientation >= 5 { (self.height, self.width) } else { (self.width, self.height) }
+    }
+
+    fn pixels(&self) -> u64 {
+        self.width as u64 * self.height as u64
+    }
+}
+
+/// What decoding found: the header, and the hash unless the image was over a limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    pub header: Header,
+    pub blurhash: Option<String>,
+    /// Why there is no hash, for the admin (never sent to clients).
+    pub note: Option<String>,
+}
+
+/// Reads the header of `bytes` (of the decodable type `mime`) and, when `hash` is set and the
+/// image is within `opts.max_pixels`, decodes it and computes its BlurHash.
+pub fn decode(bytes: &[u8], mime: &'static str, hash: bool, opts: &Options) -> Result<Decoded> {
+    let fail = |why: String| Error::Decode { format: mime, why };
+    match mime {
+        "image/jpeg" => jpeg(bytes, hash, opts).map_err(|e| fail(e.to_string())),
+        "image/png" => with_image(bytes, ImageFormat::Png, hash, opts).map_err(|e| fail(e.to_string())),
+        "image/gif" => with_image(bytes, ImageFormat::Gif, hash, opts).map_err(|e| fail(e.to_string())),
+        "image/webp" => with_image(bytes, ImageFormat::WebP, hash, opts).map_err(|e| fail(e.to_string())),
+        _ => Err(fail("not a format we decode".into())),
+    }
+}
+
+type DecodeResult = std::result::Result<Decoded, Box<dyn std::error::Error>>;
+
+/// Stops before decoding pixels when they are not wanted or over the limit.
+fn over_limit(header: Header, hash: bool, opts: &Options) -> Option<Decoded> {
+    let note = if !hash {
+        None
+    } else if header.pixels() > opts.max_pixels {
+        Some(format!(
+            "{}x{} is more than max_pixels ({}): no blurhash",
+            header.width, header.height, opts.max_pixels
+        ))
+    } else {
+        return None;
+    };
+    Some(Decoded { header, blurhash: None, note })
+}
+
+fn finish(header: Header, pixels: &[u8], width: u32, height: u32, layout: Layout, opts: &Options) -> DecodeResult {
+    let shrunk = blurhash::shrink(pixels, width, height, layout, header.orientation)?;
+    let (w, h) = header.upright();
+    let (cx, cy) = blurhash::components(w, h, opts.components_long, opts.components_short);
+    Ok(Decoded { header, blurhash: Some(blurhash::encode(&shrunk, cx, cy)?), note: None })
+}
+
+fn jpeg(bytes: &[u8], hash: bool, opts: &Options) -> DecodeResult {
+    let mut decoder = jpeg_decoder::Decoder::new(bytes);
+    decoder.set_max_decoding_buffer_size(decoder_memory(opts));
+    decoder.read_info()?;
+    let info = decoder.info().ok_or("no frame header")?;
+    let orientation = decoder
+        .exif_data()
+        .and_then(Orientation::from_exif_chunk)
+        .map_or(1, Orientation::to_exif);
+    let header = Header { width: info.width as u32, height: info.height as u32, orientation };
+    if let Some(done) = over_limit(header, hash, opts) {
+        return Ok(done);
+    }
+    // The smallest DCT scale that leaves the shrink at least SHRINK_TO pixels on the long side.
+    let long = header.width.max(header.height).max(1);
+    let need = |side: u32| (side as u64 * SHRINK_TO as u64).div_ceil(long as u64).max(1) as u16;
+    let (w, h) = decoder.scale(need(header.width), need(header.height))?;
+    let pixels = decoder.decode()?;
+    let layout = match info.pixel_format {
+        jpeg_decoder::PixelFormat::L8 => Layout::Luma,
+        jpeg_decoder::PixelFormat::RGB24 => Layout::Rgb,
+        jpeg_decoder::PixelFormat::CMYK32 => Layout::Cmyk,
+        jpeg_decoder::PixelFormat::L16 => return Err("16-bit lossless JPEG is not supported".into()),
+    };
+    finish(header, &pixels, w as u32, h as u32, layout, opts)
+}
+
+fn with_image(bytes: &[u8], format: ImageFormat, hash: bool, opts: &Options) -> DecodeResult {
+    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(decoder_memory(opts) as u64);
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder()?;
+    let (width, height) = decoder.dimensions();
+    let orientation = decoder.orientation().map_or(1, Orientation::to_exif);
+    let header = Header { width, height, orientation };
+    if let Some(done) = over_limit(header, hash, opts) {
+        return Ok(done);
+    }
+    let image = DynamicImage::from_decoder(decoder)?;
+    let (w, h) = (image.width(), image.height());
+    match &image {
+        DynamicImage::ImageLuma8(b) => finish(header, b.as_raw(), w, h, Layout::Luma, opts),
+        DynamicImage::ImageLumaA8(b) => finish(header, b.as_raw(), w, h, Layout::LumaAlpha, opts),
+        DynamicImage::ImageRgb8(b) => finish(header, b.as_raw(), w, h, Layout::Rgb, opts),
+        DynamicImage::ImageRgba8(b) => finish(header, b.as_raw(), w, h, Layout::Rgba, opts),
+        other => finish(header, other.to_rgba8().as_raw(), w, h, Layout::Rgba, opts),
+    }
+}
+
+/// Bytes a decoder may allocate: room for the largest allowed picture at 16-bit RGBA.
+fn decoder_memory(opts: &Options) -> usize {
+    usize::try_from(opts.max_pixels.saturating_mul(8)).unwrap_or(usize::MAX)
+}

@@ -1,0 +1,183 @@
+//! HTTP GET under the fetch policy: every address connected to is checked by `PolicyResolver`
+//! (so a DNS answer cannot change between check and connect), every redirect is checked again,
+//! time is bounded per connect and in total, and the body is read only as far as it is useful.
+
+use std::io::{self, Read};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Instant;
+
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::options::Options;
+use crate::policy;
+use crate::sniff;
+
+/// Bytes read before deciding whether the rest is worth reading: enough for every signature
+/// and for the headers (and EXIF) of the images we decode.
+const HEAD_LEN: usize = 64 * 1024;
+
+/// What a GET brought back.
+#[derive(Debug, Default)]
+pub struct Body {
+    /// The first bytes of the body, or all of it when `complete`.
+    pub data: Vec<u8>,
+    pub complete: bool,
+    pub content_length: Option<u64>,
+    pub content_type: Option<String>,
+}
+
+/// Resolves a host and keeps only the addresses the policy allows; refuses when none is left.
+struct PolicyResolver {
+    allow_private: bool,
+    allow_hosts: Vec<String>,
+}
+
+impl ureq::Resolver for PolicyResolver {
+    fn resolve(&self, netloc: &str) -> io::Result<Vec<SocketAddr>> {
+        let host = netloc.rsplit_once(':').map_or(netloc, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+        let addrs: Vec<SocketAddr> = netloc.to_socket_addrs()?.collect();
+        if self.allow_private || policy::host_listed(host, &self.allow_hosts) {
+            return Ok(addrs);
+        }
+        let (allowed, refused): (Vec<_>, Vec<_>) =
+            addrs.into_iter().partition(|a| policy::check_addr(a.ip()).is_ok());
+        match (allowed.is_empty(), refused.first()) {
+            (true, Some(addr)) => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                policy::check_addr(addr.ip()).unwrap_err(),
+            )),
+            _ => Ok(allowed),
+        }
+    }
+}
+
+/// A reusable HTTP client bound to one set of `Options`.
+pub struct Fetcher {
+    agent: ureq::Agent,
+    opts: Options,
+}
+
+impl Fetcher {
+    /// A client for `opts`: no redirects followed by ureq itself (we check each one), no
+    /// compression, and no proxy: without its `proxy-from-env` feature ureq never reads
+    /// HTTP_PROXY, which would otherwise connect for us to an address we never checked.
+    pub fn new(opts: Options) -> Fetcher {
+        let agent = ureq::AgentBuilder::new()
+            .resolver(PolicyResolver { allow_private: opts.allow_private, allow_hosts: opts.allow_hosts.clone() })
+            .redirects(0)
+            .timeout_connect(opts.connect_timeout)
+            .timeout(opts.timeout)
+            .user_agent(&opts.user_agent)
+            .max_idle_connections(16)
+            .max_idle_connections_per_host(2)
+            .build();
+        Fetcher { agent, opts }
+    }
+
+    /// The options this client was made with.
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// GETs `raw`, following at most `max_redirects` checked redirects.
+    pub fn get(&self, raw: &str) -> Result<Body> {
+        let deadline = Instant::now() + self.opts.timeout;
+        let mut url = policy::check_url(raw, &self.opts)?;
+        let mut redirects = 0;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout { phase: "the whole fetch", limit: self.opts.timeout });
+            }
+            let response = self
+                .agent
+                .request_url("GET", &url)
+                .timeout(left)
+                .set("Accept-Encoding", "identity")
+                .set("Accept", "image/*, */*;q=0.5")
+                .call();
+            let response = match response {
+                Ok(r) => r,
+                Err(ureq::Error::Status(status, _)) => return Err(Error::Status { status, url: url.to_string() }),
+                Err(ureq::Error::Transport(t)) => return Err(self.transport_error(t, &url)),
+            };
+            if (300..400).contains(&response.status()) {
+                let status = response.status();
+                redirects += 1;
+                if redirects > self.opts.max_redirects {
+                    return Err(Error::TooManyRedirects(self.opts.max_redirects));
+                }
+                let mut next = response
+                    .header("Location")
+                    .and_then(|l| url.join(l).ok())
+                    .ok_or(Error::BadRedirect { status })?;
+                policy::check_parsed(&mut next, &self.opts)?;
+                url = next;
+                continue;
+            }
+            return self.read_body(response, &url);
+        }
+    }
+
+    fn read_body(&self, response: ureq::Response, url: &Url) -> Result<Body> {
+        let content_length = response.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
+        let content_type = response.header("Content-Type").map(str::to_owned);
+        let max = usize::try_from(self.opts.max_bytes).unwrap_or(usize::MAX);
+        let expected = content_length.map_or(HEAD_LEN, |n| usize::try_from(n).unwrap_or(max).min(max));
+        let mut body = Body { data: Vec::with_capacity(expected.min(max) + 1), content_length, content_type, complete: false };
+        let mut reader = response.into_reader();
+        let read_err = |e: io::Error| match e.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+                Error::Timeout { phase: "reading the body", limit: self.opts.timeout }
+            }
+            _ => Error::Fetch { url: url.to_string(), why: format!("reading the body: {e}") },
+        };
+        // The head first: enough to tell the type and read an image header. One byte past each
+        // limit tells a body that ends exactly there from a longer one.
+        body.complete = read_up_to(&mut reader, &mut body.data, HEAD_LEN.min(max).saturating_add(1)).map_err(read_err)?;
+        let decodable = sniff::sniff(&body.data).is_some_and(sniff::is_decodable);
+        let fits = content_length.is_none_or(|n| n <= self.opts.max_bytes);
+        if !body.complete && decodable && fits {
+            body.complete = read_up_to(&mut reader, &mut body.data, max.saturating_add(1)).map_err(read_err)?;
+        }
+        if body.data.len() > max {
+            body.data.truncate(max);
+            body.complete = false;
+        }
+        Ok(body)
+    }
+
+    fn transport_error(&self, t: ureq::Transport, url: &Url) -> Error {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&t);
+        while let Some(e) = source {
+            if let Some(io) = e.downcast_ref::<io::Error>() {
+                if let Some(Error::Address { addr, why }) = io.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
+                    return Error::Address { addr: *addr, why };
+                }
+                if io.kind() == io::ErrorKind::TimedOut || io.kind() == io::ErrorKind::WouldBlock {
+                    return match t.kind() {
+                        ureq::ErrorKind::ConnectionFailed => {
+                            Error::Timeout { phase: "connecting", limit: self.opts.connect_timeout }
+                        }
+                        _ => Error::Timeout { phase: "waiting for the response", limit: self.opts.timeout },
+                    };
+                }
+            }
+            source = e.source();
+        }
+        match t.kind() {
+            ureq::ErrorKind::Dns => Error::Resolve {
+                host: url.host_str().unwrap_or_default().to_owned(),
+                why: t.message().map_or_else(|| t.to_string(), str::to_owned),
+            },
+            _ => Error::Fetch { url: url.to_string(), why: t.to_string() },
+        }
+    }
+}
+
+/// Reads into `buf` until it holds `limit` bytes or the body ends; true when it ended first.
+fn read_up_to(reader: &mut impl Read, buf: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
+    let want = limit.saturating_sub(buf.len()) as u64;
+    Ok((reader.take(want).read_to_end(buf)? as u64) < want)
+}

@@ -1,0 +1,43 @@
+//! `media_metadata`: the native half of the Prosody module `mod_muc_media_metadata`.
+//!
+//! A URL shared in a MUC is fetched on a worker thread and described as bytes, media type,
+//! upright dimensions and a BlurHash. The pieces, each plain Rust testable without Lua:
+//!
+//! - [`policy`]: where a URL is refused (schemes, denied hosts, private addresses);
+//! - [`fetch`]: the HTTP GET under that policy (checked resolver, redirects, limits);
+//! - [`sniff`]: the media type from the first bytes;
+//! - [`decode`]: pixels from JPEG (scaled DCT), PNG, GIF and WebP under limits;
+//! - [`blurhash`]: the linear-light shrink and the encoder;
+//! - [`analyze`]: the steps above in order, for one URL;
+//! - [`pool`]: worker threads, a bounded queue and the fd that wakes Prosody;
+//! - `lua`: the binding, the only module that knows Lua. This file registers it.
+
+pub mod analyze;
+pub mod blurhash;
+pub mod decode;
+pub mod error;
+pub mod fetch;
+mod lua;
+pub mod options;
+pub mod policy;
+pub mod pool;
+pub mod sniff;
+
+use mlua::{Lua, Result as LuaResult, Table};
+
+/// The table `require "media_metadata"` returns.
+pub fn exports(lua: &Lua) -> LuaResult<Table> {
+    let t = lua.create_table()?;
+    t.set("version", env!("CARGO_PKG_VERSION"))?;
+    t.set("analyze", lua.create_function(lua::analyze)?)?;
+    t.set("blurhash_encode", lua.create_function(lua::blurhash_encode)?)?;
+    t.set("blurhash_decode", lua.create_function(lua::blurhash_decode)?)?;
+    t.set("new_pool", lua.create_function(lua::new_pool)?)?;
+    Ok(t)
+}
+
+#[cfg(feature = "module")]
+#[mlua::lua_module]
+fn media_metadata(lua: &Lua) -> LuaResult<Table> {
+    exports(lua)
+}
