@@ -77,6 +77,11 @@ fn finish(header: Header, pixels: &[u8], width: u32, height: u32, layout: Layout
     Ok(Decoded { header, blurhash: Some(blurhash::encode(&shrunk, cx, cy)?), note: None })
 }
 
+/// A scaled JPEG decode averages 8x8 blocks in gamma space, not in linear light as the shrink
+/// does; decoding to twice the shrink's size halves that error (1.1 to 2.0 levels from the
+/// full-size reference on the orientation test picture, against 1.6 to 3.6 at SHRINK_TO).
+const JPEG_LONG_SIDE: u32 = 2 * SHRINK_TO;
+
 fn jpeg(bytes: &[u8], hash: bool, opts: &Options) -> DecodeResult {
     let mut decoder = jpeg_decoder::Decoder::new(bytes);
     decoder.set_max_decoding_buffer_size(decoder_memory(opts));
@@ -90,9 +95,9 @@ fn jpeg(bytes: &[u8], hash: bool, opts: &Options) -> DecodeResult {
     if let Some(done) = over_limit(header, hash, opts) {
         return Ok(done);
     }
-    // The smallest DCT scale that leaves the shrink at least SHRINK_TO pixels on the long side.
+    // The smallest DCT scale that leaves at least JPEG_LONG_SIDE pixels on the long side.
     let long = header.width.max(header.height).max(1);
-    let need = |side: u32| (side as u64 * SHRINK_TO as u64).div_ceil(long as u64).max(1) as u16;
+    let need = |side: u32| (side as u64 * JPEG_LONG_SIDE as u64).div_ceil(long as u64).max(1) as u16;
     let (w, h) = decoder.scale(need(header.width), need(header.height))?;
     let pixels = decoder.decode()?;
     let layout = match info.pixel_format {

@@ -1,0 +1,85 @@
+//! The worker pool: results come back through the fd, the queue is bounded, close is prompt.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use media_metadata::error::Error;
+use media_metadata::options::{Options, PoolOptions};
+use media_metadata::pool::{Completion, Pool};
+
+fn pool(threads: usize, queue_length: usize) -> Pool {
+    Pool::new(PoolOptions {
+        threads,
+        queue_length,
+        analysis: Options { allow_private: true, timeout: Duration::from_secs(5), ..Options::default() },
+        ..PoolOptions::default()
+    })
+    .unwrap()
+}
+
+fn readable(fd: i32, wait: Duration) -> bool {
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    unsafe { libc::poll(&mut p, 1, wait.as_millis() as i32) == 1 }
+}
+
+/// Waits on the fd like Prosody does and drains until `n` completions arrived.
+fn collect(pool: &mut Pool, n: usize) -> Vec<Completion> {
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut all = Vec::new();
+    while all.len() < n && Instant::now() < until {
+        if readable(pool.fd(), Duration::from_millis(100)) {
+            all.extend(pool.drain());
+        }
+    }
+    all
+}
+
+#[test]
+fn results_arrive_through_the_fd_by_job_id() {
+    let s = Server::start(vec![
+        ("/a.png", Reply::Ok("image/png", png(&photo(40, 20)))),
+        ("/b.jpg", Reply::Ok("image/jpeg", jpeg(&photo(20, 40)))),
+    ]);
+    let mut p = pool(2, 8);
+    assert!(!readable(p.fd(), Duration::ZERO), "nothing waiting yet");
+    let a = p.submit(&s.url("/a.png")).unwrap();
+    let b = p.submit(&s.url("/b.jpg")).unwrap();
+    let bad = p.submit("ftp://nowhere/").unwrap();
+    let done = collect(&mut p, 3);
+    let by_id = |id| done.iter().find(|c| c.id == id).unwrap_or_else(|| panic!("no result for {id}"));
+    assert_eq!(by_id(a).result.as_ref().unwrap().width, Some(40));
+    assert_eq!(by_id(b).result.as_ref().unwrap().height, Some(40));
+    assert!(by_id(bad).result.as_ref().unwrap_err().contains("ftp"));
+    assert!(!readable(p.fd(), Duration::ZERO), "drain empties the fd");
+    assert_eq!(p.close(Duration::from_secs(1)), 0, "idle workers exit at once");
+}
+
+#[test]
+fn a_full_queue_refuses_and_close_does_not_wait_for_a_hung_fetch() {
+    let s = Server::start(vec![("/hang", Reply::Hang)]);
+    let mut p = pool(1, 1);
+    p.submit(&s.url("/hang")).unwrap(); // taken by the worker
+    std::thread::sleep(Duration::from_millis(200));
+    p.submit(&s.url("/hang")).unwrap(); // waits in the queue
+    assert!(matches!(p.submit(&s.url("/hang")), Err(Error::QueueFull)));
+    let t = Instant::now();
+    assert_eq!(p.close(Duration::from_millis(100)), 1, "the hung worker is left to end by itself");
+    assert!(t.elapsed() < Duration::from_millis(500));
+    assert!(matches!(p.submit(&s.url("/hang")), Err(Error::Closed)));
+    assert_eq!(p.close(Duration::ZERO), 0, "close is idempotent");
+}
+
+#[test]
+fn a_repeated_url_is_answered_from_the_cache() {
+    let s = Server::start(vec![("/c.png", Reply::Ok("image/png", png(&photo(30, 30))))]);
+    let mut p = pool(1, 4);
+    p.submit(&s.url("/c.png")).unwrap();
+    let first = collect(&mut p, 1);
+    let id = p.submit(&s.url("/c.png")).unwrap();
+    let second = collect(&mut p, 1);
+    assert_eq!(second[0].id, id);
+    assert_eq!(second[0].result.as_ref().unwrap(), first[0].result.as_ref().unwrap());
+    assert_eq!(s.hits.lock().unwrap().get("/c.png"), Some(&1));
+}
