@@ -56,7 +56,8 @@ fn linear_to_srgb(v: f32) -> u32 {
 }
 
 /// A small picture in linear RGB with, for each column and row, the position (0..1) in the
-/// full-size picture that the cell stands for.
+/// full-size picture that the cell stands for and its share of the source pixels (cells
+/// differ by a pixel when the sizes do not divide, which matters for small pictures).
 #[derive(Debug, Clone)]
 pub struct Shrunk {
     pub width: usize,
@@ -64,6 +65,8 @@ pub struct Shrunk {
     pub pixels: Vec<[f32; 3]>,
     col_pos: Vec<f32>,
     row_pos: Vec<f32>,
+    col_weight: Vec<f32>,
+    row_weight: Vec<f32>,
 }
 
 /// One axis of the shrink: which cell each source index falls into, and each cell's size and
@@ -90,6 +93,11 @@ impl Axis {
             .collect();
         let pos = sum.iter().zip(&count).map(|(&s, &n)| s as f32 / n.max(1) as f32 / len as f32).collect();
         Axis { cell_of, count, pos }
+    }
+
+    fn weights(&self) -> Vec<f32> {
+        let total: u32 = self.count.iter().sum();
+        self.count.iter().map(|&n| n as f32 / total as f32).collect()
     }
 }
 
@@ -129,11 +137,10 @@ pub fn shrink(pixels: &[u8], width: u32, height: u32, layout: Layout, orientatio
     let col_index: Vec<u32> = cols.cell_of.iter().map(|c| c * col_stride).collect();
     let mut sums = vec![[0f32; 3]; cells];
     let lin = &*SRGB_TO_LINEAR;
-    let bg = lin[BACKGROUND as usize];
     for (y, row) in pixels.chunks_exact(width as usize * ch).take(height as usize).enumerate() {
         let base = rows.cell_of[y] * row_stride;
         for (px, &ci) in row.chunks_exact(ch).zip(&col_index) {
-            let [r, g, b] = to_linear(px, layout, lin, bg);
+            let [r, g, b] = to_linear(px, layout, lin);
             let s = &mut sums[(base + ci) as usize];
             s[0] += r;
             s[1] += g;
@@ -153,14 +160,18 @@ pub fn shrink(pixels: &[u8], width: u32, height: u32, layout: Layout, orientatio
         pixels: sums,
         col_pos: x_axis.pos.clone(),
         row_pos: y_axis.pos.clone(),
+        col_weight: x_axis.weights(),
+        row_weight: y_axis.weights(),
     })
 }
 
 #[inline]
-fn to_linear(px: &[u8], layout: Layout, lin: &[f32; 256], bg: f32) -> [f32; 3] {
+fn to_linear(px: &[u8], layout: Layout, lin: &[f32; 256]) -> [f32; 3] {
+    // Blended in sRGB, as browsers and chat clients composite, so the hash looks like what a
+    // user sees on a grey background.
     let over = |c: u8, a: u8| {
-        let a = a as f32 / 255.0;
-        lin[c as usize] * a + bg * (1.0 - a)
+        let (c, a) = (c as u32, a as u32);
+        lin[((c * a + BACKGROUND as u32 * (255 - a) + 127) / 255) as usize]
     };
     match layout {
         Layout::Luma => [lin[px[0] as usize]; 3],
@@ -186,10 +197,14 @@ pub fn encode(img: &Shrunk, cx: u32, cy: u32) -> Result<String> {
         return Err(Error::BlurHash(format!("components must be 1 to 9, not {cx}x{cy}")));
     }
     let (cx, cy) = (cx as usize, cy as usize);
-    let basis = |pos: &[f32], n: usize| -> Vec<Vec<f32>> {
-        (0..n).map(|i| pos.iter().map(|p| (std::f32::consts::PI * i as f32 * p).cos()).collect()).collect()
+    // Each cell's basis value times its share of the source pixels: the sums below are then
+    // the reference encoder's means over all source pixels.
+    let basis = |pos: &[f32], weight: &[f32], n: usize| -> Vec<Vec<f32>> {
+        (0..n)
+            .map(|i| pos.iter().zip(weight).map(|(p, w)| (std::f32::consts::PI * i as f32 * p).cos() * w).collect())
+            .collect()
     };
-    let (bx, by) = (basis(&img.col_pos, cx), basis(&img.row_pos, cy));
+    let (bx, by) = (basis(&img.col_pos, &img.col_weight, cx), basis(&img.row_pos, &img.row_weight, cy));
     // Separable sums: first along each row for every x component, then down the rows.
     let mut factors = vec![[0f32; 3]; cx * cy];
     let mut row_sums = vec![[0f32; 3]; cx];
@@ -211,10 +226,8 @@ pub fn encode(img: &Shrunk, cx: u32, cy: u32) -> Result<String> {
             }
         }
     }
-    let n = (img.width * img.height) as f32;
-    for (k, f) in factors.iter_mut().enumerate() {
-        let norm = if k == 0 { 1.0 } else { 2.0 } / n;
-        f.iter_mut().for_each(|c| *c *= norm);
+    for f in &mut factors[1..] {
+        f.iter_mut().for_each(|c| *c *= 2.0);
     }
 
     let mut out = String::with_capacity(4 + 2 * cx * cy);
@@ -326,6 +339,20 @@ mod tests {
         let px = picture(w, h);
         let d = distance(&ours(&px, w, h, 4, 3), &reference(&px, w, h, 4, 3));
         assert!(d < 2.0, "mean difference {d}");
+    }
+
+    #[test]
+    fn unequal_cells_keep_the_mean_over_pixels() {
+        // 120 columns into 64 cells gives cells of one and two pixels; a white block over a
+        // sixth of a red picture must still count for a sixth of the DC colour.
+        let (w, h) = (120u32, 80u32);
+        let px: Vec<u8> = (0..h)
+            .flat_map(|y| (0..w).flat_map(move |x| if (10..61).contains(&x) && (10..41).contains(&y) { [255; 3] } else { [255, 0, 0] }))
+            .collect();
+        let (a, b) = (ours(&px, w, h, 4, 3), reference(&px, w, h, 4, 3));
+        let (da, db) = (dc(&a), dc(&b));
+        assert!((0..3).all(|i| (0..=1).contains(&(db[i] - da[i]))), "DC {da:?} vs {db:?}");
+        assert!(distance(&a, &b) < 2.0, "{a} vs {b}");
     }
 
     #[test]

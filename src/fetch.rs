@@ -121,6 +121,13 @@ impl Fetcher {
     }
 
     fn read_body(&self, response: ureq::Response, url: &Url) -> Result<Body> {
+        // Compressed bytes would be described as what they decompress to: refuse them.
+        if let Some(enc) = response.header("Content-Encoding").filter(|e| !e.trim().eq_ignore_ascii_case("identity")) {
+            return Err(Error::Fetch {
+                url: url.to_string(),
+                why: format!("the server sent a {enc:?}-encoded body though identity was asked for"),
+            });
+        }
         let content_length = response.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
         let content_type = response.header("Content-Type").map(str::to_owned);
         let max = usize::try_from(self.opts.max_bytes).unwrap_or(usize::MAX);

@@ -30,7 +30,13 @@ fn jpeg_photo_gets_every_field() {
     assert_eq!((m.width, m.height), (Some(640), Some(427)));
     let hash = m.blurhash.unwrap();
     assert_eq!(hash.len(), 4 + 2 * 4 * 3);
-    assert!(hash_distance(&hash, &reference_hash(&img, 4, 3)) < 3.0, "{hash}");
+    // Against the reference encoder on the decoded JPEG, so that only our scaled decode and
+    // shrink are measured, not the JPEG's own loss. The shrink alone is 0.7 levels off here;
+    // the 1/4-scale IDCT rings at this picture's hard-edged block and adds about 2 (measured
+    // 2.7; 0.8 to 3.1 across sizes of the same picture). A wrong orientation is 15 to 47.
+    let decoded = image::load_from_memory(&bytes).unwrap().into_rgb8();
+    let d = hash_distance(&hash, &reference_hash(&decoded, 4, 3));
+    assert!(d < 4.0, "{hash}: {d}");
     assert_eq!(s.hits.lock().unwrap().get("/p.jpg"), Some(&1), "fragment dropped, one request");
 }
 
@@ -53,7 +59,7 @@ fn every_exif_orientation_is_applied_to_size_and_pixels() {
         let hash = m.blurhash.unwrap();
         let near = hash_distance(&hash, &reference_hash(&upright, cx, cy));
         let unrotated = hash_distance(&hash, &reference_hash(&decoded, 4, 3));
-        assert!(near < 3.0, "orientation {o}: {near} from the upright reference");
+        assert!(near < 4.0, "orientation {o}: {near} from the upright reference");
         if o != 1 && hash.len() == 28 {
             assert!(unrotated > near + 5.0, "orientation {o} made no difference ({unrotated} vs {near})");
         }

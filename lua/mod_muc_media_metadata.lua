@@ -1,0 +1,438 @@
+-- mod_muc_media_metadata
+--
+-- When an occupant shares a URL in <x xmlns="jabber:x:oob">, the server fetches it and adds
+-- <metadata xmlns="xmpp:prosody.im/protocol/media-metadata#0"> (size, type, dimensions,
+-- BlurHash) before the room broadcasts and archives the message.
+--
+-- Fetching and decoding happen on the worker threads of the native library
+-- (media_metadata.so). This file only hands URLs to them, watches the fd that wakes Prosody
+-- when results are waiting, and edits stanzas on the main thread.
+
+local st = require "util.stanza";
+local async = require "util.async";
+local promise = require "util.promise";
+local server = require "net.server";
+local serialize = require "util.serialization".serialize;
+local human_units = require "util.human.units";
+local time_now = require "util.time".now;
+
+local xmlns_oob = "jabber:x:oob";
+local xmlns_metadata = "xmpp:prosody.im/protocol/media-metadata#0";
+
+-- Loading the native library ------------------------------------------------------------
+
+-- Prosody never adds <installer>/lib/lua/5.4/?.so to package.cpath, so after trying
+-- require we look beside this file and in the LuaRocks tree it was installed into.
+local function load_library()
+	local ok, lib = pcall(require, "media_metadata");
+	if ok then return lib; end
+	local tried = { ("require \"media_metadata\": %s"):format(lib) };
+
+	local lua_version = _VERSION:match("%d+%.%d+");
+	local version_pattern = lua_version:gsub("%.", "%%.");
+	local mod_dir = "mod_" .. module.name;
+	local dirs, candidates, seen = {}, {}, {};
+	local function add(list, item)
+		if item and not seen[item] then
+			seen[item] = true;
+			list[#list+1] = item;
+		end
+	end
+	-- module.path is this file; get_directory() is not always its folder: for a plugin
+	-- installed by prosodyctl or luarocks it points into TREE/lib/luarocks/rocks-5.4/.
+	add(dirs, module.path and module.path:match("^(.+)/[^/]+$"));
+	add(dirs, module:get_directory());
+	for _, dir in ipairs(dirs) do
+		add(candidates, dir .. "/media_metadata.so");
+	end
+	for _, dir in ipairs(dirs) do
+		local tree = dir:match("^(.+)/share/lua/" .. version_pattern .. "/" .. mod_dir .. "$")
+			or dir:match("^(.+)/share/lua/" .. version_pattern .. "$");
+		if tree then
+			add(candidates, ("%s/lib/lua/%s/media_metadata.so"):format(tree, lua_version));
+		end
+	end
+
+	for _, path in ipairs(candidates) do
+		local loader, err = package.loadlib(path, "luaopen_media_metadata");
+		if loader then
+			ok, lib = pcall(loader, "media_metadata", path);
+			if ok then
+				module:log("debug", "Loaded the media_metadata library from %s", path);
+				return lib;
+			end
+			err = lib;
+		end
+		if not tostring(err):find(path, 1, true) then
+			err = ("%s: %s"):format(path, err);
+		end
+		tried[#tried+1] = err;
+	end
+	error("Could not load the media_metadata library. Tried:\n\t" .. table.concat(tried, "\n\t"), 0);
+end
+
+local mm = load_library();
+if type(mm) ~= "table" or type(mm.new_pool) ~= "function" then
+	error("The media_metadata library found has no new_pool(); is it an older version?", 0);
+end
+
+-- Configuration ---------------------------------------------------------------------------
+
+-- Typed getters return nil (0.12) or clamp with a warning (13) on a bad value. We want the
+-- same on both: one line naming the option and its value, and the default.
+local function bad_option(name, expected, default)
+	module:log("error", "Ignoring %s = %s: expected %s; using the default, %s",
+		name, serialize(module:get_option(name), "debug"), expected, serialize(default, "debug"));
+	return default;
+end
+
+local function integer_option(name, default, min, max)
+	local number = module:get_option_number(name, default);
+	local value = number and math.tointeger(number);
+	if not value or value < min or value > max then
+		return bad_option(name, ("an integer from %d to %d"):format(min, max), default);
+	end
+	return value;
+end
+
+-- A number of seconds, above 0.
+local function period_option(name, default, max)
+	local value;
+	if module.get_option_period then
+		-- COMPAT: get_option_period is new in Prosody 13 (it also takes "5 seconds");
+		-- 0.12 only has numbers.
+		value = module:get_option_period(name, default);
+	else
+		value = module:get_option_number(name, default);
+	end
+	if not value or not (value > 0 and value <= max) then
+		return bad_option(name, ("a number of seconds above 0, at most %d"):format(max), default);
+	end
+	return value;
+end
+
+local function boolean_option(name, default)
+	local value = module:get_option_boolean(name, default);
+	if value == nil then
+		return bad_option(name, "true or false", default);
+	end
+	return value;
+end
+
+-- A set of host names, as the array the library takes. A bad entry is dropped, not the
+-- whole list: both lists only ever narrow what may be fetched.
+local function hosts_option(name)
+	local hosts = {};
+	for host in module:get_option_set(name, {}):items() do
+		if type(host) == "string" and host:find("^[%w.*_:%[%]-]+$") then
+			hosts[#hosts+1] = host;
+		else
+			module:log("error", "Ignoring %s in %s: expected a host name", serialize(host, "debug"), name);
+		end
+	end
+	table.sort(hosts);
+	return hosts;
+end
+
+local function components_option(name, default)
+	local value = module:get_option_array(name, default);
+	local long, short = math.tointeger(value[1]), math.tointeger(value[2]);
+	if #value ~= 2 or not long or not short or long < 1 or long > 9 or short < 1 or short > 9 then
+		return bad_option(name, "two integers from 1 to 9 ({ long side, short side })", default);
+	end
+	return { long, short };
+end
+
+local function user_agent_option(name)
+	local value = module:get_option_string(name);
+	-- Printable ASCII only: this goes into an HTTP header.
+	if value ~= nil and not value:find("^[\32-\126]+$") then
+		return bad_option(name, "a string of printable ASCII", nil);
+	end
+	return value;
+end
+
+local threads = integer_option("media_metadata_threads", 2, 1, 64);
+local queue_length = integer_option("media_metadata_queue_length", 64, 1, 65536);
+local deadline = period_option("media_metadata_deadline", 5, 60);
+local connect_timeout = period_option("media_metadata_connect_timeout", 3, 60);
+local fetch_timeout = period_option("media_metadata_timeout", 10, 600);
+local max_bytes = integer_option("media_metadata_max_bytes", 32 * 1024 * 1024, 1, math.maxinteger);
+local max_pixels = integer_option("media_metadata_max_pixels", 50000000, 1, math.maxinteger);
+local max_redirects = integer_option("media_metadata_max_redirects", 3, 0, 20);
+local max_urls = integer_option("media_metadata_max_urls", 4, 1, 32);
+local components = components_option("media_metadata_blurhash_components", { 4, 3 });
+local allow_private = boolean_option("media_metadata_allow_private", false);
+local allow_hosts = hosts_option("media_metadata_allow_hosts");
+local deny_hosts = hosts_option("media_metadata_deny_hosts");
+local cache_size = integer_option("media_metadata_cache_size", 256, 0, 1048576);
+local cache_ttl = period_option("media_metadata_cache_ttl", 3600, 30 * 86400);
+local user_agent = user_agent_option("media_metadata_user_agent");
+
+-- Metrics -----------------------------------------------------------------------------------
+
+local url_outcomes = module:metric("counter", "urls", "",
+	"URLs shared in rooms, by outcome", { "outcome" });
+local held_for = module:metric("histogram", "held", "seconds",
+	"Time a message was held back for analysis", {},
+	{ buckets = { 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 } }):with_labels();
+
+local function count(outcome)
+	url_outcomes:with_labels(outcome):add(1);
+end
+
+-- Worker pool -------------------------------------------------------------------------------
+
+local pool = mm.new_pool({
+	threads = threads;
+	queue_length = queue_length;
+	connect_timeout = connect_timeout;
+	timeout = fetch_timeout;
+	max_bytes = max_bytes;
+	max_pixels = max_pixels;
+	max_redirects = max_redirects;
+	components_long = components[1];
+	components_short = components[2];
+	allow_private = allow_private;
+	allow_hosts = allow_hosts;
+	deny_hosts = deny_hosts;
+	cache_size = cache_size;
+	cache_ttl = cache_ttl;
+	user_agent = user_agent;
+});
+
+-- util.promise runs a promise's executor on the next tick, and a result can be drained
+-- before that; so a job settles this record, which settles its promise whenever it can.
+local function new_pending()
+	local pending = {};
+	pending.promise = promise.new(function (resolve)
+		if pending.settled then
+			resolve(pending.value);
+		else
+			pending.resolve = resolve;
+		end
+	end);
+	return pending;
+end
+
+local function settle(pending, value)
+	if pending.settled then return; end
+	pending.settled, pending.value = true, value;
+	if pending.resolve then pending.resolve(value); end
+end
+
+local jobs = {}; -- job id -> pending, while a message waits for it
+
+local watcher;
+
+local function shutdown(reason)
+	if watcher then
+		-- The fd must leave epoll before the pool closes it.
+		if watcher.close then
+			watcher:close();
+		else
+			watcher:setflags(false, false); -- server_event's watchers have no :close()
+		end
+		watcher = nil;
+	end
+	if pool then
+		pool:close();
+		pool = nil;
+	end
+	-- Whoever still waits gets "no metadata" now rather than at its deadline.
+	for id, job in pairs(jobs) do
+		jobs[id] = nil;
+		settle(job, { id = id, err = reason });
+	end
+end
+
+local function drain()
+	if not pool then return; end
+	for _, done in ipairs(pool:drain()) do
+		local job = jobs[done.id];
+		if job then
+			jobs[done.id] = nil;
+			settle(job, done);
+		else
+			module:log("debug", "Discarding the result of job %s: its message has gone on", done.id);
+		end
+	end
+end
+
+-- Called from the event loop, unprotected. The fd stays readable until drained, so a
+-- failing drain would spin: stop analysing instead.
+local function on_readable()
+	local ok, err = xpcall(drain, debug.traceback);
+	if not ok then
+		module:log("error", "Collecting analysis results failed, analysis is off until reload: %s", err);
+		pcall(shutdown, "results cannot be collected");
+	end
+end
+
+do
+	local ok, err = pcall(function ()
+		watcher = server.watchfd(pool:getfd(), on_readable);
+	end);
+	if not ok or not watcher then
+		pool:close();
+		error(("Could not watch the media_metadata pool's fd: %s"):format(err), 0);
+	end
+end
+
+function module.unload()
+	shutdown("module unloaded");
+end
+
+-- Stanzas ---------------------------------------------------------------------------------
+
+local function count_text(value, min)
+	local n = type(value) == "number" and math.tointeger(value);
+	if n and n >= min then
+		return ("%d"):format(n);
+	end
+end
+
+-- How each field is written, in the order the contract gives; a value that does not fit
+-- its field is left out rather than trusted (it may echo what a hostile server sent).
+local fields = {
+	{ "bytes", function (value) return count_text(value, 0); end };
+	{ "type", function (value)
+		if type(value) == "string" and #value <= 255
+		and value:find("^[%w][%w!#$&^_.+-]*/[%w][%w!#$&^_.+-]*$") then
+			return value;
+		end
+	end };
+	{ "width", function (value) return count_text(value, 1); end };
+	{ "height", function (value) return count_text(value, 1); end };
+	{ "blurhash", function (value)
+		if type(value) == "string" and #value <= 1024
+		and value:find("^[%w#$%%*+,%-.:;=?@%[%]%^_{|}~]+$") then
+			return value;
+		end
+	end };
+};
+
+local function metadata_element(result)
+	local metadata;
+	for _, field in ipairs(fields) do
+		local name, text_of = field[1], field[2];
+		local text = result[name] ~= nil and text_of(result[name]);
+		if text then
+			metadata = metadata or st.stanza("metadata", { xmlns = xmlns_metadata });
+			metadata:text_tag(name, text);
+		elseif result[name] ~= nil then
+			module:log("debug", "Leaving out %s = %s: not a valid value", name, serialize(result[name], "debug"));
+		end
+	end
+	return metadata;
+end
+
+-- Drops <metadata> in our namespace that the sender put there (in any oob and at the top
+-- level) and returns the distinct http(s) URLs with the oob elements that carry them.
+local function strip_and_collect(stanza)
+	local wanted, by_url, ignored = {}, {}, 0;
+	stanza:maptags(function (child)
+		local name, xmlns = child.name, child.attr.xmlns;
+		if name == "metadata" and xmlns == xmlns_metadata then
+			return nil;
+		elseif name == "x" and xmlns == xmlns_oob then
+			child:remove_children("metadata", xmlns_metadata);
+			local url = child:get_child_text("url");
+			url = url and url:match("^%s*(.-)%s*$");
+			-- Other schemes (aesgcm://, ...) cannot be fetched: don't spend a queue slot.
+			if url and url:find("^[Hh][Tt][Tt][Pp][Ss]?://") then
+				local entry = by_url[url];
+				if entry then
+					table.insert(entry.oobs, child);
+				elseif #wanted < max_urls then
+					entry = { url = url, oobs = { child } };
+					by_url[url] = entry;
+					wanted[#wanted+1] = entry;
+				else
+					ignored = ignored + 1;
+				end
+			end
+		end
+		return child;
+	end);
+	if ignored > 0 then
+		module:log("debug", "Not analysing %d more URLs in message %s (media_metadata_max_urls = %d)",
+			ignored, stanza.attr.id, max_urls);
+	end
+	return wanted;
+end
+
+local function analyse(event)
+	local stanza = event.stanza;
+	local wanted = strip_and_collect(stanza);
+	if not wanted[1] then return; end
+	if not pool then return; end -- shut down after a failure
+	if not async.ready() then
+		module:log("debug", "Passing message %s on without analysis: not in an async runner", stanza.attr.id);
+		return;
+	end
+
+	local started = time_now();
+	local promises = {};
+	for _, entry in ipairs(wanted) do
+		local id, err = pool:submit(entry.url);
+		if id then
+			entry.id, entry.job = id, new_pending();
+			jobs[id] = entry.job;
+			promises[#promises+1] = entry.job.promise;
+		else
+			module:log("debug", "Not analysing %s: %s", entry.url, err);
+			count("not_queued");
+		end
+	end
+	if not promises[1] then return; end
+
+	local deadline_passed = new_pending();
+	local timer = module:add_timer(deadline, function ()
+		settle(deadline_passed, true);
+	end);
+	async.wait_for(promise.race({ promise.all_settled(promises), deadline_passed.promise }));
+	timer:stop();
+	held_for:sample(time_now() - started);
+
+	for _, entry in ipairs(wanted) do
+		if entry.job then
+			jobs[entry.id] = nil; -- a result after the deadline is discarded
+			local done = entry.job.value;
+			local metadata = done and done.result and metadata_element(done.result);
+			if done and done.result and done.result.note then
+				-- Why a field is missing (say, no blurhash past max_bytes): for the admin only.
+				module:log("debug", "%s: %s", entry.url, done.result.note);
+			end
+			if not done then
+				module:log("debug", "No result for %s within %gs", entry.url, deadline);
+				count("deadline");
+			elseif done.err then
+				module:log("debug", "Analysing %s failed: %s", entry.url, done.err);
+				count("failed");
+			elseif not metadata then
+				module:log("debug", "Nothing known about %s", entry.url);
+				count("unknown");
+			else
+				for _, oob in ipairs(entry.oobs) do
+					oob:add_direct_child(st.clone(metadata));
+				end
+				count("metadata");
+			end
+		end
+	end
+end
+
+-- Below the role check (50), so only messages that will be broadcast are analysed; above
+-- core MUC's own clean-up (0).
+module:hook("muc-occupant-groupchat", function (event)
+	local ok, err = xpcall(analyse, debug.traceback, event);
+	if not ok then
+		module:log("error", "Adding media metadata failed, passing the message on: %s", err);
+	end
+	-- Nothing is returned: the message is always delivered.
+end, 10);
+
+module:log("info", "mod_%s %s with %d threads: private addresses %s, at most %s and %s per file, %gs per message",
+	module.name, mm.version, threads, allow_private and "allowed" or "refused",
+	human_units.format(max_bytes, "B", "b"), human_units.format(max_pixels, "px"), deadline);

@@ -1,0 +1,208 @@
+-- Stand-ins for what mod_muc_media_metadata gets from Prosody and from the native library,
+-- so the plugin can run under busted without either. Prosody's own util.* modules are used
+-- for real (from /usr/lib/prosody, or $PROSODY_SOURCE), and so are core.moduleapi's
+-- typed config getters: bad-value handling is tested against the real ones.
+
+local prosody_source = os.getenv("PROSODY_SOURCE") or "/usr/lib/prosody";
+package.path = ("%s/?.lua;%s"):format(prosody_source, package.path);
+package.cpath = ("%s/?.so;%s"):format(prosody_source, package.cpath);
+
+local stand_ins = {};
+
+-- Things done to watchers and pools, in order, across one test.
+local events = {};
+stand_ins.events = events;
+
+-- net.server: only watchfd is used by the plugin.
+local server = { watchers = {} };
+function server.watchfd(fd, onreadable)
+	local watcher = { fd = fd, onreadable = onreadable };
+	function watcher:close()
+		self.closed = true;
+		table.insert(events, "watcher closed");
+	end
+	table.insert(server.watchers, watcher);
+	return watcher;
+end
+stand_ins.server = server;
+
+-- core.moduleapi needs these before it loads; nothing here calls into them.
+_G.prosody = _G.prosody or { hosts = {}, paths = {}, core_post_stanza = function () end };
+package.loaded["net.server"] = server;
+package.loaded["util.timer"] = package.loaded["util.timer"] or {
+	add_task = function () error("stand-in util.timer: use module:add_timer"); end;
+	stop = function () end;
+	reschedule = function () end;
+};
+local moduleapi = require "core.moduleapi";
+local format = require "util.format".format;
+local xml = require "util.xml";
+local async = require "util.async";
+local promise = require "util.promise";
+
+-- Prosody runs promise executors and async resumptions on the next tick of its timer, not
+-- at once; queue them so tests see the same ordering and can drive it.
+local ticks = {};
+local function next_tick(f) table.insert(ticks, f); end
+async.set_nexttick(next_tick);
+promise.set_nexttick(next_tick);
+
+function stand_ins.flush()
+	while ticks[1] do
+		table.remove(ticks, 1)();
+	end
+end
+
+function stand_ins.reset()
+	for i = #events, 1, -1 do events[i] = nil; end
+	server.watchers = {};
+	stand_ins.flush();
+end
+
+-- A module object as modulemanager makes one, recording what the plugin does with it.
+function stand_ins.module(config, fields)
+	local module = setmetatable({
+		name = "muc_media_metadata";
+		host = "conference.example.com";
+		path = "/srv/prosody/plugins/mod_muc_media_metadata/mod_muc_media_metadata.lua";
+		config = config or {};
+		logs = {};
+		hooks = {};
+		timers = {};
+		metrics = {};
+	}, { __index = moduleapi });
+	for k, v in pairs(fields or {}) do module[k] = v; end
+
+	function module:get_option(name, default)
+		local value = self.config[name];
+		if value == nil then return default; end
+		return value;
+	end
+	function module:log(level, fmt, ...)
+		table.insert(self.logs, { level = level, message = format(fmt, ...) });
+	end
+	function module:hook(event, handler, priority)
+		table.insert(self.hooks, { event = event, handler = handler, priority = priority or 0 });
+	end
+	function module:add_timer(delay, callback)
+		local timer = { delay = delay, callback = callback };
+		function timer.stop() timer.stopped = true; end
+		-- What util.timer does when the delay is up.
+		function timer.fire()
+			if not timer.stopped then return timer.callback(0); end
+		end
+		table.insert(self.timers, timer);
+		return timer;
+	end
+	-- A metric family whose metrics add up what they are given, keyed by their labels.
+	function module:metric(type_, name)
+		local family = { type = type_, values = {} };
+		function family.with_labels(_, ...)
+			local key = table.concat({ ... }, ",");
+			local function add(_, n) family.values[key] = (family.values[key] or 0) + n; end
+			return { add = add; sample = function (m) add(m, 1); end };
+		end
+		self.metrics[name] = family;
+		return family;
+	end
+
+	-- What was logged at `level` whose text contains every one of the plain strings given.
+	function module:logged(level, ...)
+		local found = {};
+		for _, entry in ipairs(self.logs) do
+			local all = entry.level == level;
+			for i = 1, select("#", ...) do
+				all = all and entry.message:find((select(i, ...)), 1, true) ~= nil;
+			end
+			if all then table.insert(found, entry.message); end
+		end
+		return found[1], found;
+	end
+
+	function module:hook_for(event)
+		for _, hook in ipairs(self.hooks) do
+			if hook.event == event then return hook; end
+		end
+	end
+	return module;
+end
+
+-- The native library: new_pool gives a pool that records submits and lets the test
+-- deliver results, which its next drain() returns.
+function stand_ins.native(settings)
+	settings = settings or {};
+	local lib = { version = "9.8.7-stand-in", pools = {} };
+	function lib.new_pool(options)
+		local pool = { options = options, submitted = {}, done = {}, next_id = 100 };
+		local capacity = settings.capacity or math.huge;
+		function pool:submit(url)
+			if settings.submit_error then error(settings.submit_error); end
+			if self.closed then return nil, "the pool is closed"; end
+			if #self.submitted >= capacity then return nil, "queue full"; end
+			self.next_id = self.next_id + 1;
+			table.insert(self.submitted, { id = self.next_id, url = url });
+			return self.next_id;
+		end
+		function pool.getfd() return 42; end
+		function pool:drain()
+			if settings.drain_error then error(settings.drain_error); end
+			local done = self.done;
+			self.done = {};
+			return done;
+		end
+		function pool:close()
+			if not self.closed then table.insert(events, "pool closed"); end
+			self.closed = true;
+		end
+		-- For tests: the job for `url` finished.
+		function pool:id_of(url)
+			for _, job in ipairs(self.submitted) do
+				if job.url == url then return job.id; end
+			end
+			error("not submitted: " .. url);
+		end
+		function pool:complete(url, result)
+			table.insert(self.done, { id = self:id_of(url), result = result });
+		end
+		function pool:fail(url, err)
+			table.insert(self.done, { id = self:id_of(url), err = err });
+		end
+		table.insert(lib.pools, pool);
+		return pool;
+	end
+	return lib;
+end
+
+local helpers_dir = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".";
+stand_ins.plugin_file = helpers_dir .. "/../../lua/mod_muc_media_metadata.lua";
+
+-- Runs the plugin as Prosody's module loader does: its own environment, `module` a global
+-- in it, everything else from _G (or from `env`, for what a test replaces).
+function stand_ins.load_plugin(module, env)
+	env = env or {};
+	env.module = module;
+	setmetatable(env, { __index = _G });
+	local f = assert(loadfile(stand_ins.plugin_file, "t", env));
+	f();
+	return env;
+end
+
+-- Runs `handler(event)` the way Prosody handles a stanza from a session: in an async runner.
+function stand_ins.run_in_runner(handler, event)
+	local state = { done = false };
+	local runner = async.runner(function (e)
+		state.returned = table.pack(handler(e));
+		state.done = true;
+	end, {
+		error = function (_, err) state.error = err; end;
+	});
+	runner:run(event);
+	stand_ins.flush();
+	return state;
+end
+
+function stand_ins.parse(text)
+	return assert(xml.parse(text));
+end
+
+return stand_ins;

@@ -1,0 +1,56 @@
+"""Serves the integration tests' real media on 127.0.0.1 for the busted specs.
+
+Writes the Lua file named by its argument, describing each file as Pillow sees it (size,
+upright dimensions, mean colour in linear light, transparency flattened onto grey 128 as
+the library does), then serves until its standard input closes.
+"""
+
+import io
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
+
+from PIL import Image, ImageOps  # noqa: E402
+
+from media_server import MediaServer, make_files  # noqa: E402
+
+
+def _lin(c):
+    v = c / 255
+    return v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
+
+
+def mean_linear(data):
+    """Mean colour of the upright image in linear light, from exact per-channel histograms."""
+    im = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+    if im.mode in ("RGBA", "LA", "P"):
+        grey = Image.new("RGBA", im.size, (128, 128, 128, 255))
+        im = Image.alpha_composite(grey, im.convert("RGBA"))
+    im = im.convert("RGB")
+    n = im.width * im.height
+    hist = im.histogram()
+    return [sum(hist[c * 256 + v] * _lin(v) for v in range(256)) / n for c in range(3)]
+
+
+def main():
+    files = make_files()
+    server = MediaServer(files).start()
+    path = sys.argv[1]
+    with open(path + ".part", "w") as out:
+        out.write("return {\n")
+        for name, f in files.items():
+            out.write(f'  ["{name}"] = {{ url = "{server.url(name)}", size = {f.size}, type = "{f.content_type}"')
+            if f.width:
+                r, g, b = mean_linear(f.data)
+                out.write(f", width = {f.width}, height = {f.height}, mean = {{ {r!r}, {g!r}, {b!r} }}")
+            out.write(" },\n")
+        out.write("}\n")
+    os.rename(path + ".part", path)  # the spec waits for this name
+    sys.stdin.read()  # until the spec closes our stdin
+    server.stop()
+    os.unlink(path)
+
+
+if __name__ == "__main__":
+    main()
