@@ -24,7 +24,7 @@ pub enum Layout {
     LumaAlpha,
     Rgb,
     Rgba,
-    /// Adobe (inverted) CMYK, as JPEG decoders hand it over.
+    /// CMYK ink (0 = none), as jpeg-decoder hands it over (it undoes Adobe's inversion).
     Cmyk,
 }
 
@@ -101,68 +101,115 @@ impl Axis {
     }
 }
 
-/// Averages `pixels` (`width` x `height`, 8 bits a channel, `layout`) down to at most
-/// `SHRINK_TO` on the long side of the upright picture, applying EXIF `orientation` (1 to 8).
-pub fn shrink(pixels: &[u8], width: u32, height: u32, layout: Layout, orientation: u8) -> Result<Shrunk> {
-    let ch = layout.channels();
-    if width == 0 || height == 0 || pixels.len() < width as usize * height as usize * ch {
-        return Err(Error::BlurHash(format!(
-            "{} bytes cannot hold {width}x{height} pixels of {ch} bytes",
-            pixels.len()
-        )));
+/// Averages rows of pixels, as they are decoded, into a `Shrunk` picture of at most
+/// `SHRINK_TO` on the long side of the upright picture.
+pub struct Shrinker {
+    layout: Layout,
+    width: u32,
+    transposed: bool,
+    cells_w: u32,
+    cells_h: u32,
+    cols: Axis,
+    rows: Axis,
+    row_stride: u32,
+    col_index: Vec<u32>,
+    sums: Vec<[f32; 3]>,
+}
+
+impl Shrinker {
+    /// A shrinker for `width` x `height` stored pixels of `layout` with EXIF `orientation`.
+    pub fn new(width: u32, height: u32, layout: Layout, orientation: u8) -> Result<Shrinker> {
+        if width == 0 || height == 0 {
+            return Err(Error::BlurHash(format!("{width}x{height} has no pixels")));
+        }
+        let transposed = matches!(orientation, 5..=8);
+        let (up_w, up_h) = if transposed { (height, width) } else { (width, height) };
+        let scale = |v: u32| ((v as u64 * SHRINK_TO as u64).div_ceil(up_w.max(up_h) as u64) as u32).clamp(1, v);
+        let (cells_w, cells_h) = (scale(up_w), scale(up_h));
+        // Whether the source's x and y axes run backwards in the upright picture.
+        let (flip_x, flip_y) = match orientation {
+            2 => (true, false),
+            3 => (true, true),
+            4 => (false, true),
+            6 => (false, true),
+            7 => (true, true),
+            8 => (true, false),
+            _ => (false, false),
+        };
+        let (cols, rows) = if transposed {
+            // Source x runs along the upright y axis and source y along the upright x axis.
+            (Axis::new(width, cells_h, flip_x), Axis::new(height, cells_w, flip_y))
+        } else {
+            (Axis::new(width, cells_w, flip_x), Axis::new(height, cells_h, flip_y))
+        };
+        let (col_stride, row_stride) = if transposed { (cells_w, 1) } else { (1, cells_w) };
+        let col_index = cols.cell_of.iter().map(|c| c * col_stride).collect();
+        Ok(Shrinker {
+            layout,
+            width,
+            transposed,
+            cells_w,
+            cells_h,
+            cols,
+            rows,
+            row_stride,
+            col_index,
+            sums: vec![[0f32; 3]; (cells_w * cells_h) as usize],
+        })
     }
-    let transposed = matches!(orientation, 5..=8);
-    let (up_w, up_h) = if transposed { (height, width) } else { (width, height) };
-    let scale = |v: u32| ((v as u64 * SHRINK_TO as u64).div_ceil(up_w.max(up_h) as u64) as u32).clamp(1, v);
-    let (cells_w, cells_h) = (scale(up_w), scale(up_h));
-    // Whether the source's x and y axes run backwards in the upright picture.
-    let (flip_x, flip_y) = match orientation {
-        2 => (true, false),
-        3 => (true, true),
-        4 => (false, true),
-        5 => (false, false),
-        6 => (false, true),
-        7 => (true, true),
-        8 => (true, false),
-        _ => (false, false),
-    };
-    let (cols, rows) = if transposed {
-        // Source x runs along the upright y axis and source y along the upright x axis.
-        (Axis::new(width, cells_h, flip_x), Axis::new(height, cells_w, flip_y))
-    } else {
-        (Axis::new(width, cells_w, flip_x), Axis::new(height, cells_h, flip_y))
-    };
-    let cells = (cells_w * cells_h) as usize;
-    let (col_stride, row_stride) = if transposed { (cells_w, 1) } else { (1, cells_w) };
-    let col_index: Vec<u32> = cols.cell_of.iter().map(|c| c * col_stride).collect();
-    let mut sums = vec![[0f32; 3]; cells];
-    let lin = &*SRGB_TO_LINEAR;
-    for (y, row) in pixels.chunks_exact(width as usize * ch).take(height as usize).enumerate() {
-        let base = rows.cell_of[y] * row_stride;
-        for (px, &ci) in row.chunks_exact(ch).zip(&col_index) {
-            let [r, g, b] = to_linear(px, layout, lin);
-            let s = &mut sums[(base + ci) as usize];
+
+    /// Adds stored row `y` (`width` pixels of the layout; extra bytes are ignored).
+    pub fn add_row(&mut self, y: u32, row: &[u8]) {
+        let lin = &*SRGB_TO_LINEAR;
+        let base = self.rows.cell_of[y as usize] * self.row_stride;
+        let ch = self.layout.channels();
+        for (px, &ci) in row.chunks_exact(ch).take(self.width as usize).zip(&self.col_index) {
+            let [r, g, b] = to_linear(px, self.layout, lin);
+            let s = &mut self.sums[(base + ci) as usize];
             s[0] += r;
             s[1] += g;
             s[2] += b;
         }
     }
-    let (x_axis, y_axis) = if transposed { (&rows, &cols) } else { (&cols, &rows) };
-    for (i, s) in sums.iter_mut().enumerate() {
-        let n = (x_axis.count[i % cells_w as usize] * y_axis.count[i / cells_w as usize]) as f32;
-        for c in s.iter_mut() {
-            *c /= n;
+
+    /// The averaged picture.
+    pub fn finish(mut self) -> Shrunk {
+        let (x_axis, y_axis) = if self.transposed { (&self.rows, &self.cols) } else { (&self.cols, &self.rows) };
+        let cells_w = self.cells_w as usize;
+        for (i, s) in self.sums.iter_mut().enumerate() {
+            let n = (x_axis.count[i % cells_w] * y_axis.count[i / cells_w]) as f32;
+            for c in s.iter_mut() {
+                *c /= n;
+            }
+        }
+        Shrunk {
+            width: cells_w,
+            height: self.cells_h as usize,
+            col_pos: x_axis.pos.clone(),
+            row_pos: y_axis.pos.clone(),
+            col_weight: x_axis.weights(),
+            row_weight: y_axis.weights(),
+            pixels: self.sums,
         }
     }
-    Ok(Shrunk {
-        width: cells_w as usize,
-        height: cells_h as usize,
-        pixels: sums,
-        col_pos: x_axis.pos.clone(),
-        row_pos: y_axis.pos.clone(),
-        col_weight: x_axis.weights(),
-        row_weight: y_axis.weights(),
-    })
+}
+
+/// Averages `pixels` (`width` x `height`, 8 bits a channel, `layout`) down to at most
+/// `SHRINK_TO` on the long side of the upright picture, applying EXIF `orientation` (1 to 8).
+pub fn shrink(pixels: &[u8], width: u32, height: u32, layout: Layout, orientation: u8) -> Result<Shrunk> {
+    let stride = width as usize * layout.channels();
+    if width == 0 || height == 0 || pixels.len() < stride * height as usize {
+        return Err(Error::BlurHash(format!(
+            "{} bytes cannot hold {width}x{height} pixels of {} bytes",
+            pixels.len(),
+            layout.channels()
+        )));
+    }
+    let mut shrinker = Shrinker::new(width, height, layout, orientation)?;
+    for (y, row) in pixels.chunks_exact(stride).take(height as usize).enumerate() {
+        shrinker.add_row(y as u32, row);
+    }
+    Ok(shrinker.finish())
 }
 
 #[inline]
@@ -179,8 +226,8 @@ fn to_linear(px: &[u8], layout: Layout, lin: &[f32; 256]) -> [f32; 3] {
         Layout::Rgb => [lin[px[0] as usize], lin[px[1] as usize], lin[px[2] as usize]],
         Layout::Rgba => [over(px[0], px[3]), over(px[1], px[3]), over(px[2], px[3])],
         Layout::Cmyk => {
-            let k = px[3] as u32;
-            let c = |v: u8| lin[((v as u32 * k + 127) / 255) as usize];
+            let paper = 255 - px[3] as u32;
+            let c = |ink: u8| lin[(((255 - ink as u32) * paper + 127) / 255) as usize];
             [c(px[0]), c(px[1]), c(px[2])]
         }
     }

@@ -6,9 +6,9 @@
 
 use std::io::Cursor;
 
-use image::{metadata::Orientation, DynamicImage, ImageDecoder, ImageFormat};
+use image::{metadata::Orientation, DynamicImage, GenericImageView, ImageDecoder, ImageFormat};
 
-use crate::blurhash::{self, Layout, SHRINK_TO};
+use crate::blurhash::{self, Layout, Shrinker, Shrunk, SHRINK_TO};
 use crate::error::{Error, Result};
 use crate::options::Options;
 
@@ -71,7 +71,10 @@ fn over_limit(header: Header, hash: bool, opts: &Options) -> Option<Decoded> {
 }
 
 fn finish(header: Header, pixels: &[u8], width: u32, height: u32, layout: Layout, opts: &Options) -> DecodeResult {
-    let shrunk = blurhash::shrink(pixels, width, height, layout, header.orientation)?;
+    hash(header, blurhash::shrink(pixels, width, height, layout, header.orientation)?, opts)
+}
+
+fn hash(header: Header, shrunk: Shrunk, opts: &Options) -> DecodeResult {
     let (w, h) = header.upright();
     let (cx, cy) = blurhash::components(w, h, opts.components_long, opts.components_short);
     Ok(Decoded { header, blurhash: Some(blurhash::encode(&shrunk, cx, cy)?), note: None })
@@ -82,9 +85,9 @@ fn finish(header: Header, pixels: &[u8], width: u32, height: u32, layout: Layout
 /// full-size reference on the orientation test picture, against 1.6 to 3.6 at SHRINK_TO).
 const JPEG_LONG_SIDE: u32 = 2 * SHRINK_TO;
 
-fn jpeg(bytes: &[u8], hash: bool, opts: &Options) -> DecodeResult {
+fn jpeg(bytes: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
     let mut decoder = jpeg_decoder::Decoder::new(bytes);
-    decoder.set_max_decoding_buffer_size(decoder_memory(opts));
+    decoder.set_max_decoding_buffer_size(usize::try_from(pixel_memory(opts)).unwrap_or(usize::MAX));
     decoder.read_info()?;
     let info = decoder.info().ok_or("no frame header")?;
     let orientation = decoder
@@ -92,8 +95,23 @@ fn jpeg(bytes: &[u8], hash: bool, opts: &Options) -> DecodeResult {
         .and_then(Orientation::from_exif_chunk)
         .map_or(1, Orientation::to_exif);
     let header = Header { width: info.width as u32, height: info.height as u32, orientation };
-    if let Some(done) = over_limit(header, hash, opts) {
+    if let Some(done) = over_limit(header, want_hash, opts) {
         return Ok(done);
+    }
+    // jpeg-decoder keeps every coefficient of a progressive JPEG (2 bytes a sample, whatever
+    // the scale), and its own buffer limit counts only the output: check that here.
+    if info.coding_process == jpeg_decoder::CodingProcess::DctProgressive {
+        let blocks = (header.width as u64).div_ceil(8) * (header.height as u64).div_ceil(8);
+        let need = blocks * 64 * 2 * info.pixel_format.pixel_bytes() as u64;
+        if need > decoder_memory(opts) {
+            let note = format!(
+                "progressive JPEG of {}x{} needs {} MiB of coefficients, over the decoder limit: no blurhash",
+                header.width,
+                header.height,
+                need >> 20
+            );
+            return Ok(Decoded { header, blurhash: None, note: Some(note) });
+        }
     }
     // The smallest DCT scale that leaves at least JPEG_LONG_SIDE pixels on the long side.
     let long = header.width.max(header.height).max(1);
@@ -109,16 +127,16 @@ fn jpeg(bytes: &[u8], hash: bool, opts: &Options) -> DecodeResult {
     finish(header, &pixels, w as u32, h as u32, layout, opts)
 }
 
-fn with_image(bytes: &[u8], format: ImageFormat, hash: bool, opts: &Options) -> DecodeResult {
+fn with_image(bytes: &[u8], format: ImageFormat, want_hash: bool, opts: &Options) -> DecodeResult {
     let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = image::Limits::default();
-    limits.max_alloc = Some(decoder_memory(opts) as u64);
+    limits.max_alloc = Some(pixel_memory(opts));
     reader.limits(limits);
     let mut decoder = reader.into_decoder()?;
     let (width, height) = decoder.dimensions();
     let orientation = decoder.orientation().map_or(1, Orientation::to_exif);
     let header = Header { width, height, orientation };
-    if let Some(done) = over_limit(header, hash, opts) {
+    if let Some(done) = over_limit(header, want_hash, opts) {
         return Ok(done);
     }
     let image = DynamicImage::from_decoder(decoder)?;
@@ -128,11 +146,31 @@ fn with_image(bytes: &[u8], format: ImageFormat, hash: bool, opts: &Options) -> 
         DynamicImage::ImageLumaA8(b) => finish(header, b.as_raw(), w, h, Layout::LumaAlpha, opts),
         DynamicImage::ImageRgb8(b) => finish(header, b.as_raw(), w, h, Layout::Rgb, opts),
         DynamicImage::ImageRgba8(b) => finish(header, b.as_raw(), w, h, Layout::Rgba, opts),
-        other => finish(header, other.to_rgba8().as_raw(), w, h, Layout::Rgba, opts),
+        // 16-bit and float pictures: converted a row at a time, never copied whole.
+        other => {
+            let mut shrinker = Shrinker::new(w, h, Layout::Rgba, header.orientation)?;
+            let mut row = Vec::with_capacity(w as usize * 4);
+            for (x, y, px) in other.pixels() {
+                row.extend_from_slice(&px.0);
+                if x + 1 == w {
+                    shrinker.add_row(y, &row);
+                    row.clear();
+                }
+            }
+            hash(header, shrinker.finish(), opts)
+        }
     }
 }
 
-/// Bytes a decoder may allocate: room for the largest allowed picture at 16-bit RGBA.
-fn decoder_memory(opts: &Options) -> usize {
-    usize::try_from(opts.max_pixels.saturating_mul(8)).unwrap_or(usize::MAX)
+/// Bytes of pixels a decoder may allocate: the largest allowed picture at 16-bit RGBA.
+fn pixel_memory(opts: &Options) -> u64 {
+    opts.max_pixels.saturating_mul(8)
+}
+
+/// Room for the decoders' own tables, the body's head and the shrink beside the pixels.
+const DECODE_OVERHEAD: u64 = 16 * 1024 * 1024;
+
+/// The memory one decode may take in all: `max_pixels * 8 + 16 MiB`.
+pub fn decoder_memory(opts: &Options) -> u64 {
+    pixel_memory(opts).saturating_add(DECODE_OVERHEAD)
 }

@@ -17,6 +17,9 @@ use crate::sniff;
 /// and for the headers (and EXIF) of the images we decode.
 const HEAD_LEN: usize = 64 * 1024;
 
+/// Response header bytes accepted (names, values and separators, all lines together).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 /// What a GET brought back.
 #[derive(Debug, Default)]
 pub struct Body {
@@ -121,12 +124,22 @@ impl Fetcher {
     }
 
     fn read_body(&self, response: ureq::Response, url: &Url) -> Result<Body> {
-        // Compressed bytes would be described as what they decompress to: refuse them.
-        if let Some(enc) = response.header("Content-Encoding").filter(|e| !e.trim().eq_ignore_ascii_case("identity")) {
-            return Err(Error::Fetch {
-                url: url.to_string(),
-                why: format!("the server sent a {enc:?}-encoded body though identity was asked for"),
-            });
+        let refuse = |why: String| Err(Error::Fetch { url: url.to_string(), why });
+        // ureq 2 takes up to 100 header lines of 100 kB each; we want far less.
+        let header_bytes: usize = response
+            .headers_names()
+            .iter()
+            .map(|n| response.all(n).iter().map(|v| n.len() + v.len() + 4).sum::<usize>())
+            .sum();
+        if header_bytes > MAX_HEADER_BYTES {
+            return refuse(format!("response headers of {header_bytes} bytes exceed {MAX_HEADER_BYTES}"));
+        }
+        // Compressed bytes would be described as what they decompress to: refuse them, in
+        // every Content-Encoding header and every item of each.
+        let encodings = response.all("Content-Encoding");
+        if encodings.iter().flat_map(|v| v.split(',')).map(str::trim).any(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity")) {
+            let enc = encodings.iter().map(|v| v.trim()).collect::<Vec<_>>().join(", ");
+            return refuse(format!("the server sent a {enc}-encoded body though identity was asked for"));
         }
         let content_length = response.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
         let content_type = response.header("Content-Type").map(str::to_owned);
