@@ -41,10 +41,7 @@ impl Default for Options {
             allow_private: false,
             allow_hosts: Vec::new(),
             deny_hosts: Vec::new(),
-            user_agent: format!(
-                "mod_muc_media_metadata/{} (Prosody; +https://modules.prosody.im/)",
-                env!("CARGO_PKG_VERSION")
-            ),
+            user_agent: format!("mod_muc_media_metadata/{} (Prosody XMPP server)", env!("CARGO_PKG_VERSION")),
         }
     }
 }
