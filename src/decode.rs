@@ -134,7 +134,11 @@ fn with_image(bytes: &[u8], format: ImageFormat, want_hash: bool, opts: &Options
     reader.limits(limits);
     let mut decoder = reader.into_decoder()?;
     let (width, height) = decoder.dimensions();
-    let orientation = decoder.orientation().map_or(1, Orientation::to_exif);
+    let orientation = match format {
+        ImageFormat::WebP => webp_exif(bytes).and_then(Orientation::from_exif_chunk),
+        _ => decoder.orientation().ok(),
+    }
+    .map_or(1, Orientation::to_exif);
     let header = Header { width, height, orientation };
     if let Some(done) = over_limit(header, want_hash, opts) {
         return Ok(done);
@@ -160,6 +164,23 @@ fn with_image(bytes: &[u8], format: ImageFormat, want_hash: bool, opts: &Options
             hash(header, shrinker.finish(), opts)
         }
     }
+}
+
+/// The EXIF chunk of a WebP file, cut at the end of the file. image-webp would allocate the
+/// size the chunk declares (up to 4 GiB) before reading it: image does not pass `max_alloc`
+/// on, and an allocation failure aborts the whole server.
+fn webp_exif(bytes: &[u8]) -> Option<&[u8]> {
+    let mut rest = bytes.get(12..)?; // "RIFF", size, "WEBP"
+    while rest.len() >= 8 {
+        let (fourcc, size) = (&rest[..4], u32::from_le_bytes(rest[4..8].try_into().ok()?) as usize);
+        let body = &rest[8..];
+        let data = &body[..size.min(body.len())];
+        if fourcc == b"EXIF" {
+            return Some(data);
+        }
+        rest = body.get(size.saturating_add(size & 1)..)?; // chunks are padded to even sizes
+    }
+    None
 }
 
 /// Bytes of pixels a decoder may allocate: the largest allowed picture at 16-bit RGBA.

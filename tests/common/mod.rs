@@ -177,3 +177,8 @@ pub fn reference_hash(img: &RgbImage, cx: u32, cy: u32) -> String {
     let rgba = DynamicImage::ImageRgb8(img.clone()).into_rgba8();
     blurhash::encode(cx, cy, img.width(), img.height(), rgba.as_raw()).unwrap()
 }
+
+/// Hand-made image files: bombs, lies and variants encoders will not write.
+pub mod craft;
+/// Listeners that count connections, and servers that misbehave on a test's script.
+pub mod hostile;

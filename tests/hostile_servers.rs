@@ -1,0 +1,451 @@
+//! Servers that misbehave on purpose. Each fetch ends within its time limit and its byte
+//! limit, with an error that names what went wrong.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::craft::gzip_stored;
+use common::hostile::{read_request, reset, swallow, RawServer};
+use common::*;
+use media_metadata::analyze::{analyze, Metadata};
+use media_metadata::error::Error;
+use media_metadata::fetch::Fetcher;
+use media_metadata::options::Options;
+
+fn local() -> Options {
+    Options { allow_private: true, ..Options::default() }
+}
+
+fn run(url: &str, opts: Options) -> Result<Metadata, Error> {
+    analyze(&Fetcher::new(opts), url)
+}
+
+/// Runs `url` and returns the outcome and how long it took.
+fn timed(url: &str, opts: Options) -> (Result<Metadata, Error>, Duration) {
+    let t = Instant::now();
+    let r = run(url, opts);
+    (r, t.elapsed())
+}
+
+fn head(status: &str, headers: &[&str]) -> Vec<u8> {
+    let mut h = format!("HTTP/1.1 {status}\r\n");
+    for line in headers {
+        h.push_str(line);
+        h.push_str("\r\n");
+    }
+    h.push_str("\r\n");
+    h.into_bytes()
+}
+
+fn write_slowly(s: &mut TcpStream, bytes: &[u8], every: Duration) -> std::io::Result<()> {
+    for b in bytes {
+        s.write_all(&[*b])?;
+        s.flush()?;
+        std::thread::sleep(every);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Time
+
+/// A byte a second never trips a per-read timeout of more than a second: only the deadline
+/// on the whole fetch stops it.
+#[test]
+fn one_byte_a_second_is_stopped_by_the_total_deadline() {
+    let img = png(&photo(32, 32));
+    let in_headers = RawServer::start(|mut s| {
+        if read_request(&mut s).is_some() {
+            let _ = write_slowly(&mut s, b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100\r\n\r\n", Duration::from_secs(1));
+        }
+    });
+    let in_body = RawServer::start(move |mut s| {
+        if read_request(&mut s).is_some() {
+            let _ = s.write_all(&head("200 OK", &["Content-Type: image/png", &format!("Content-Length: {}", img.len())]));
+            let _ = write_slowly(&mut s, &img, Duration::from_secs(1));
+        }
+    });
+    let opts = Options { timeout: Duration::from_millis(2500), ..local() };
+
+    let (r, took) = timed(&in_headers.url("/slow-headers.png"), opts.clone());
+    assert!(matches!(r, Err(Error::Timeout { phase: "waiting for the response", .. })), "{r:?}");
+    assert!(took < Duration::from_millis(3500), "{took:?}");
+    assert_eq!(r.unwrap_err().to_string(), "waiting for the response timed out (limit 2.5s)");
+
+    let (r, took) = timed(&in_body.url("/slow-body.png"), opts);
+    assert!(matches!(r, Err(Error::Timeout { phase: "reading the body", .. })), "{r:?}");
+    assert!(took < Duration::from_millis(3500), "{took:?}");
+}
+
+/// Redirects spend the same budget: a slow hop leaves less time for the next one.
+#[test]
+fn redirects_share_one_deadline() {
+    let target = RawServer::start(|mut s| {
+        if read_request(&mut s).is_some() {
+            std::thread::sleep(Duration::from_secs(30));
+        }
+    });
+    let location = target.url("/hang");
+    let slow_hop = RawServer::start(move |mut s| {
+        if read_request(&mut s).is_some() {
+            std::thread::sleep(Duration::from_millis(900));
+            let _ = s.write_all(&head("302 Found", &[&format!("Location: {location}"), "Content-Length: 0", "Connection: close"]));
+        }
+    });
+    let (r, took) = timed(&slow_hop.url("/r"), Options { timeout: Duration::from_millis(1500), ..local() });
+    assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+    assert!(took < Duration::from_millis(2300), "the deadline was restarted at the redirect: {took:?}");
+    assert_eq!(target.accepted(), 1);
+}
+
+#[test]
+fn a_tls_handshake_that_stalls_times_out() {
+    // Accepts the TCP connection, reads the ClientHello, never answers.
+    let silent = RawServer::start(|s| swallow(s, Duration::from_secs(30)));
+    let opts = Options { timeout: Duration::from_millis(1200), allow_hosts: vec!["localhost".into()], ..Options::default() };
+    let (r, took) = timed(&format!("https://localhost:{}/p.png", silent.port), opts);
+    assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+    assert!(took < Duration::from_millis(2200), "{took:?}");
+    assert_eq!(silent.accepted(), 1);
+
+    // A server that answers a ClientHello with plain HTTP is an error at once.
+    let plain = RawServer::replying(head("400 Bad Request", &["Content-Length: 0"]));
+    let (r, took) = timed(&format!("https://127.0.0.1:{}/", plain.port), local());
+    assert!(matches!(&r, Err(Error::Fetch { why, .. }) if why.contains("tls") || why.contains("TLS")), "{r:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Size
+
+/// An image body without end: read up to max_bytes, then described from its head.
+#[test]
+fn a_body_that_never_ends_is_cut_at_max_bytes() {
+    let endless = |chunked: bool| {
+        RawServer::start(move |mut s| {
+            if read_request(&mut s).is_none() {
+                return;
+            }
+            let png = png(&photo(64, 64));
+            let te = if chunked { "Transfer-Encoding: chunked" } else { "X-Body: endless" };
+            let _ = (|| -> std::io::Result<()> {
+                s.write_all(&head("200 OK", &["Content-Type: image/png", te]))?;
+                let frame = |b: &[u8]| if chunked { [format!("{:x}\r\n", b.len()).as_bytes(), b, b"\r\n"].concat() } else { b.to_vec() };
+                s.write_all(&frame(&png[..png.len() / 2]))?;
+                let zeros = frame(&[0u8; 64 * 1024]);
+                loop {
+                    s.write_all(&zeros)?;
+                }
+            })();
+        })
+    };
+    for chunked in [false, true] {
+        let server = endless(chunked);
+        for max_bytes in [1024 * 1024, Options::default().max_bytes] {
+            let opts = Options { max_bytes, ..local() };
+            let t = Instant::now();
+            let body = Fetcher::new(opts.clone()).get(&server.url("/endless.png")).unwrap();
+            assert!(!body.complete, "chunked {chunked}");
+            assert_eq!(body.data.len() as u64, max_bytes, "chunked {chunked}: kept more or less than max_bytes");
+            assert!(body.data.capacity() as u64 <= max_bytes + 64 * 1024 + 1, "capacity {}", body.data.capacity());
+            let m = run(&server.url("/endless.png"), opts).unwrap();
+            assert_eq!((m.mime.as_deref(), m.bytes, m.blurhash), (Some("image/png"), None, None));
+            assert_eq!((m.width, m.height), (Some(64), Some(64)), "the header is still reported");
+            assert!(m.note.as_deref().unwrap_or_default().contains("max_bytes"), "{:?}", m.note);
+            assert!(t.elapsed() < Duration::from_secs(10), "chunked {chunked}, {max_bytes}: {:?}", t.elapsed());
+        }
+    }
+}
+
+/// Something that is not an image is not read past its first bytes, however long it is.
+#[test]
+fn a_body_that_never_ends_and_is_no_image_stops_after_the_head() {
+    let server = RawServer::start(|mut s| {
+        if read_request(&mut s).is_some() {
+            let _ = s.write_all(&head("200 OK", &["Content-Type: video/mp4"]));
+            let _ = s.write_all(b"\0\0\0\x18ftypisom\0\0\0\0isomavc1");
+            let zeros = [0u8; 64 * 1024];
+            while s.write_all(&zeros).is_ok() {}
+        }
+    });
+    let t = Instant::now();
+    let body = Fetcher::new(local()).get(&server.url("/v.mp4")).unwrap();
+    assert!(!body.complete && body.data.len() <= 64 * 1024 + 1, "{}", body.data.len());
+    let m = run(&server.url("/v.mp4"), local()).unwrap();
+    assert_eq!((m.mime.as_deref(), m.bytes, m.width), (Some("video/mp4"), None, None));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
+
+/// Sends a response head of about 1 MiB in the given shape, then a small image.
+fn header_flood(shape: &'static str) -> RawServer {
+    RawServer::start(move |mut s| {
+        if read_request(&mut s).is_none() {
+            return;
+        }
+        let img = png(&photo(8, 8));
+        let mut h = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\n".to_vec();
+        let mib = 1024 * 1024;
+        match shape {
+            "one line" => h.extend(format!("X-Big: {}\r\n", "a".repeat(mib)).into_bytes()),
+            "many lines" => (0..mib / 64).for_each(|i| h.extend(format!("X-H{i:05}: {}\r\n", "b".repeat(52)).into_bytes())),
+            "few long lines" => (0..11).for_each(|i| h.extend(format!("X-L{i:02}: {}\r\n", "c".repeat(96 * 1024)).into_bytes())),
+            "status line" => h = format!("HTTP/1.1 200 {}\r\n", "d".repeat(mib)).into_bytes(),
+            _ => unreachable!(),
+        }
+        h.extend(format!("Content-Length: {}\r\n\r\n", img.len()).into_bytes());
+        let _ = s.write_all(&h).and_then(|_| s.write_all(&img));
+    })
+}
+
+#[test]
+fn a_megabyte_of_headers_is_refused() {
+    for shape in ["one line", "many lines", "status line"] {
+        let s = header_flood(shape);
+        let (r, took) = timed(&s.url("/h.png"), local());
+        match &r {
+            Err(Error::Fetch { why, .. }) => assert!(why.to_lowercase().contains("header") || why.contains("status"), "{shape}: {why}"),
+            other => panic!("{shape}: expected a fetch error about the headers, got {other:?}"),
+        }
+        assert!(took < Duration::from_secs(3), "{shape}: {took:?}");
+    }
+}
+
+#[test]
+fn a_megabyte_of_headers_in_a_few_long_lines_is_refused() {
+    let s = header_flood("few long lines");
+    let r = run(&s.url("/h.png"), local());
+    assert!(matches!(&r, Err(Error::Fetch { why, .. }) if why.to_lowercase().contains("header")), "{r:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Encoding and framing
+
+/// Serves `body` with these extra header lines, recording the request head.
+fn serving(extra: Vec<String>, body: Vec<u8>, seen: Arc<Mutex<Vec<String>>>) -> RawServer {
+    RawServer::start(move |mut s| {
+        let Some(req) = read_request(&mut s) else { return };
+        seen.lock().unwrap().push(req);
+        let mut lines: Vec<String> = vec!["Content-Type: image/png".into(), format!("Content-Length: {}", body.len()), "Connection: close".into()];
+        lines.extend(extra.iter().cloned());
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let _ = s.write_all(&head("200 OK", &refs)).and_then(|_| s.write_all(&body));
+    })
+}
+
+#[test]
+fn a_compressed_body_is_refused_though_identity_was_asked_for() {
+    let img = png(&photo(16, 16));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    for enc in ["gzip", "GZIP", "x-gzip", "deflate", "br", "zstd", "compress", "identity, gzip", "gzip, identity", " gzip "] {
+        let s = serving(vec![format!("Content-Encoding: {enc}")], gzip_stored(&img), seen.clone());
+        match run(&s.url("/z.png"), local()) {
+            Err(Error::Fetch { why, .. }) => {
+                assert!(why.contains("-encoded body") && why.contains(enc.trim()), "{enc}: {why}")
+            }
+            other => panic!("Content-Encoding {enc}: expected a refusal, got {other:?}"),
+        }
+    }
+    for req in seen.lock().unwrap().iter() {
+        assert!(req.to_ascii_lowercase().contains("\r\naccept-encoding: identity\r\n"), "request without identity:\n{req}");
+    }
+    // Control: identity, said out loud, is fine.
+    let s = serving(vec!["Content-Encoding: identity".into()], img.clone(), seen.clone());
+    assert_eq!(run(&s.url("/i.png"), local()).unwrap().width, Some(16));
+}
+
+#[test]
+fn a_second_content_encoding_header_is_not_overlooked() {
+    let img = png(&photo(16, 16));
+    let s = serving(vec!["Content-Encoding: identity".into(), "Content-Encoding: gzip".into()], gzip_stored(&img), Arc::default());
+    let r = run(&s.url("/z.png"), local());
+    assert!(matches!(&r, Err(Error::Fetch { why, .. }) if why.contains("gzip")), "{r:?}");
+}
+
+#[test]
+fn a_content_length_larger_than_the_body_is_an_error() {
+    let img = png(&photo(32, 32));
+    let short = img[..img.len() / 2].to_vec();
+    // Claims the whole image, sends half, closes.
+    let lying = {
+        let (short, len) = (short.clone(), img.len());
+        RawServer::start(move |mut s| {
+            if read_request(&mut s).is_some() {
+                let _ = s.write_all(&head("200 OK", &["Content-Type: image/png", &format!("Content-Length: {len}"), "Connection: close"]));
+                let _ = s.write_all(&short);
+            }
+        })
+    };
+    let (r, took) = timed(&lying.url("/short.png"), local());
+    match &r {
+        Err(Error::Fetch { why, .. }) => assert!(why.contains("reading the body") && why.contains("closed before"), "{why}"),
+        other => panic!("expected a fetch error for the short body, got {other:?}"),
+    }
+    assert!(took < Duration::from_secs(2), "{took:?}");
+
+    // Claims far more than it sends (and more than max_bytes), then keeps the connection open.
+    let stalls = RawServer::start(move |mut s| {
+        if read_request(&mut s).is_some() {
+            let _ = s.write_all(&head("200 OK", &["Content-Type: image/png", "Content-Length: 999999999999"]));
+            let _ = s.write_all(&short);
+            std::thread::sleep(Duration::from_secs(30));
+        }
+    });
+    let (r, took) = timed(&stalls.url("/stall.png"), Options { timeout: Duration::from_millis(1000), ..local() });
+    assert!(matches!(r, Err(Error::Timeout { phase: "reading the body", .. })), "{r:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+#[test]
+fn a_content_length_smaller_than_the_body_reads_no_further() {
+    let img = png(&photo(32, 32));
+    let cut = 100;
+    for close in [true, false] {
+        let body = img.clone();
+        let s = RawServer::start(move |mut s| {
+            if read_request(&mut s).is_some() {
+                let conn = if close { "Connection: close" } else { "Connection: keep-alive" };
+                let _ = s.write_all(&head("200 OK", &["Content-Type: image/png", &format!("Content-Length: {cut}"), conn]));
+                let _ = s.write_all(&body);
+                if !close {
+                    std::thread::sleep(Duration::from_secs(30)); // a read past the length would hang
+                }
+            }
+        });
+        // (A fresh client each time: this server never answers a second request on a kept-alive
+        // connection, whose unread rest of the body a pooled connection would start with.)
+        let fetcher = || Fetcher::new(Options { timeout: Duration::from_secs(2), ..local() });
+        let t = Instant::now();
+        let b = fetcher().get(&s.url("/long.png")).unwrap();
+        assert_eq!((b.data.len(), b.complete, b.content_length), (cut, true, Some(cut as u64)), "close {close}");
+        assert_eq!(b.data, img[..cut]);
+        // The first `cut` bytes are a truncated PNG: a decode error naming the format.
+        match analyze(&fetcher(), &s.url("/long.png")) {
+            Err(Error::Decode { format: "image/png", .. }) => {}
+            other => panic!("close {close}: expected a PNG decode error, got {other:?}"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(1), "close {close}: {:?}", t.elapsed());
+    }
+}
+
+#[test]
+fn a_reset_mid_body_is_a_clear_error() {
+    let img = png(&photo(64, 64));
+    let len = img.len();
+    let server = RawServer::start(move |mut s| {
+        let Some(req) = read_request(&mut s) else { return };
+        if req.starts_with("GET /in-body") {
+            let _ = s.write_all(&head("200 OK", &["Content-Type: image/png", &format!("Content-Length: {len}")]));
+            let _ = s.write_all(&img[..len / 2]);
+            let _ = s.flush();
+            std::thread::sleep(Duration::from_millis(100)); // let the client start on the body
+        } else if req.starts_with("GET /in-headers") {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: ima");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        reset(s);
+    });
+    for path in ["/in-body.png", "/in-headers.png", "/at-once.png"] {
+        let (r, took) = timed(&server.url(path), local());
+        match &r {
+            Err(Error::Fetch { why, .. }) => assert!(why.to_lowercase().contains("reset"), "{path}: {why}"),
+            other => panic!("{path}: expected a fetch error naming the reset, got {other:?}"),
+        }
+        assert!(took < Duration::from_secs(2), "{path}: {took:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// TLS
+
+/// An HTTPS server (rustls) with `cert`, answering every request with a small PNG.
+fn tls_server(cert: rustls::pki_types::CertificateDer<'static>, key: rustls::pki_types::PrivateKeyDer<'static>) -> RawServer {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    let config = Arc::new(config);
+    RawServer::start(move |tcp| {
+        let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
+        let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut buf = [0u8; 4096];
+        let mut req = Vec::new();
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tls.read(&mut buf) {
+                Ok(n) if n > 0 => req.extend_from_slice(&buf[..n]),
+                _ => return, // the client gave up, as it should
+            }
+        }
+        let img = png(&photo(8, 8));
+        let _ = tls.write_all(&head("200 OK", &["Content-Type: image/png", &format!("Content-Length: {}", img.len()), "Connection: close"]));
+        let _ = tls.write_all(&img);
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+    })
+}
+
+/// A GET through a rustls client that trusts `root`: proves the server itself works.
+fn get_trusting(root: &rustls::pki_types::CertificateDer<'static>, port: u16) -> Vec<u8> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, TcpStream::connect(("127.0.0.1", port)).unwrap());
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out);
+    out
+}
+
+#[test]
+fn a_self_signed_certificate_is_not_trusted() {
+    let rcgen::CertifiedKey { cert, key_pair } = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key_pair.serialize_der().into());
+    let server = tls_server(cert.clone(), key);
+    let opts = Options { allow_hosts: vec!["localhost".into()], timeout: Duration::from_secs(5), ..Options::default() };
+    let (r, took) = timed(&format!("https://localhost:{}/p.png", server.port), opts);
+    match &r {
+        Err(e @ Error::Fetch { why, .. }) => {
+            assert!(why.contains("invalid peer certificate") && why.contains("UnknownIssuer"), "{e}");
+        }
+        other => panic!("expected an untrusted-certificate error, got {other:?}"),
+    }
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    // Control: a client that trusts the certificate gets the image from the same server.
+    let reply = get_trusting(&cert, server.port);
+    assert!(reply.starts_with(b"HTTP/1.1 200 OK"), "{:?}", String::from_utf8_lossy(&reply[..reply.len().min(64)]));
+}
+
+#[test]
+fn a_certificate_for_another_name_or_out_of_date_is_not_trusted() {
+    // Valid for another name only.
+    let other = rcgen::generate_simple_self_signed(vec!["media.example.com".to_owned()]).unwrap();
+    let server = tls_server(other.cert.der().clone(), rustls::pki_types::PrivateKeyDer::Pkcs8(other.key_pair.serialize_der().into()));
+    let opts = Options { allow_hosts: vec!["localhost".into()], timeout: Duration::from_secs(5), ..Options::default() };
+    let r = run(&format!("https://localhost:{}/p.png", server.port), opts.clone());
+    assert!(matches!(&r, Err(Error::Fetch { why, .. }) if why.contains("invalid peer certificate")), "{r:?}");
+
+    // Expired in 2001.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+    let expired = params.self_signed(&key).unwrap();
+    let server = tls_server(expired.der().clone(), rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()));
+    let r = run(&format!("https://localhost:{}/p.png", server.port), opts);
+    assert!(matches!(&r, Err(Error::Fetch { why, .. }) if why.contains("invalid peer certificate")), "{r:?}");
+}

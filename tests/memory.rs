@@ -1,0 +1,298 @@
+//! Peak heap memory of one analysis, measured with a counting global allocator: a 12 MP JPEG,
+//! a 5K PNG, and decompression bombs of every format just under the pixel limit. Each must
+//! stay below the limit the library gives its decoders (`max_pixels * 8 + 16 MiB` bytes,
+//! decode.rs `decoder_memory`) and below an absolute figure stated with each case.
+//!
+//! The allocator counts every thread of this process, so the tests take one lock and build
+//! their input before measuring. Thread stacks (jpeg-decoder's workers) are not heap and are
+//! not counted. Run with `-- --nocapture` to see the figures. The bombs use
+//! `max_pixels = 8_000_000` (an 81 MB limit) to stay fast; MEMORY_MAX_PIXELS=50000000 runs them
+//! at the default limit (slow in a debug build).
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use common::craft::*;
+use common::hostile::{read_request, RawServer};
+use common::*;
+use media_metadata::analyze::{analyze, Metadata};
+use media_metadata::decode::decode;
+use media_metadata::fetch::Fetcher;
+use media_metadata::options::Options;
+use media_metadata::sniff::sniff;
+
+struct Counting;
+
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(by: usize) {
+    let now = CURRENT.fetch_add(by, Ordering::SeqCst) + by;
+    PEAK.fetch_max(now, Ordering::SeqCst);
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc(layout);
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc_zeroed(layout);
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout);
+        CURRENT.fetch_sub(layout.size(), Ordering::SeqCst);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = System.realloc(ptr, layout, new_size);
+        if !p.is_null() {
+            // Counted as the old and new blocks both alive for a moment, as a moving realloc is.
+            grew(new_size);
+            CURRENT.fetch_sub(layout.size(), Ordering::SeqCst);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn exclusive() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs `f` and returns its result and the peak heap bytes allocated while it ran.
+fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let base = CURRENT.load(Ordering::SeqCst);
+    PEAK.store(base, Ordering::SeqCst);
+    let out = f();
+    (out, PEAK.load(Ordering::SeqCst).saturating_sub(base))
+}
+
+const MB: usize = 1_000_000;
+
+/// The limit decode.rs gives the decoders for `opts`.
+fn decoder_limit(opts: &Options) -> usize {
+    media_metadata::decode::decoder_memory(opts) as usize
+}
+
+/// A server that writes `body` from a shared buffer (no copy per request, so that the
+/// server's side adds next to nothing to the measurement).
+fn serve(body: Vec<u8>, mime: &'static str) -> RawServer {
+    let body = Arc::new(body);
+    RawServer::start(move |mut s| {
+        if read_request(&mut s).is_some() {
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Type: {mime}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = s.write_all(head.as_bytes()).and_then(|_| s.write_all(&body));
+        }
+    })
+}
+
+/// Peak of a whole analysis (fetch, sniff, decode, hash) of `body` served over HTTP.
+fn analysis_peak(body: Vec<u8>, mime: &'static str, opts: Options) -> (Metadata, usize) {
+    let server = serve(body, mime);
+    let fetcher = Fetcher::new(Options { allow_private: true, ..opts });
+    let url = server.url("/file");
+    let (m, peak) = peak_of(|| analyze(&fetcher, &url));
+    (m.unwrap_or_else(|e| panic!("{e}")), peak)
+}
+
+/// Peak of decoding `bytes` (already in memory) under `opts`.
+fn decode_peak(bytes: &[u8], opts: &Options) -> (Option<String>, usize) {
+    let mime = sniff(bytes).unwrap();
+    let (d, peak) = peak_of(|| decode(bytes, mime, true, opts));
+    (d.unwrap_or_else(|e| panic!("{e}")).blurhash, peak)
+}
+
+#[track_caller]
+fn check(what: &str, peak: usize, opts: &Options, absolute: usize) {
+    let limit = decoder_limit(opts);
+    eprintln!("{what:<48} peak {:>7.1} MB  (limit {:>5.0} MB, stated bound {:>4.0} MB)", peak as f64 / 1e6, limit as f64 / 1e6, absolute as f64 / 1e6);
+    assert!(peak < limit, "{what}: peak {peak} bytes is over the decoder limit of {limit}");
+    assert!(peak < absolute, "{what}: peak {peak} bytes is over the stated {absolute}");
+}
+
+#[test]
+fn a_12_megapixel_jpeg() {
+    let _one = exclusive();
+    let img = photo(4000, 3000);
+    let bytes = jpeg(&img);
+    drop(img);
+    let opts = Options::default();
+    let size = bytes.len();
+    let (_, decode_only) = decode_peak(&bytes, &opts);
+    let (m, peak) = analysis_peak(bytes, "image/jpeg", opts.clone());
+    assert_eq!((m.width, m.height), (Some(4000), Some(3000)));
+    assert!(m.blurhash.is_some());
+    eprintln!("12 MP JPEG: {size} bytes; decode alone {:.1} MB", decode_only as f64 / 1e6);
+    // The body (~4 MB here, up to max_bytes) plus a 1/8-scale decode: far below the 36 MB
+    // a full-size RGB decode would take.
+    check("12 MP JPEG (4000x3000), whole analysis", peak, &opts, 2 * size + 12 * MB);
+    check("12 MP JPEG (4000x3000), decode only", decode_only, &opts, 12 * MB);
+}
+
+#[test]
+fn a_12_megapixel_progressive_jpeg() {
+    let _one = exclusive();
+    let mut spec = JpegSpec::new(4000, 3000, 3);
+    spec.luma_sampling = (2, 2);
+    spec.progressive = true;
+    let bytes = dc_jpeg(&spec, |c, x, y| if c == 0 { ((x + y) / 30) as u8 } else { 100 + (x / 100) as u8 });
+    let opts = Options::default();
+    let (hash, peak) = decode_peak(&bytes, &opts);
+    assert!(hash.is_some());
+    // Progressive JPEG keeps every coefficient: 2 bytes per sample, 1.5 samples per pixel at 4:2:0.
+    check("12 MP progressive JPEG 4:2:0, decode", peak, &opts, 12_000_000 * 3 + 8 * MB);
+}
+
+#[test]
+fn a_5k_png() {
+    let _one = exclusive();
+    let (w, h) = (5120u32, 2880u32);
+    // Gradients and stripes, made row by row (fast in a debug build), stored uncompressed.
+    let mut raw = vec![0u8; (w * h * 3) as usize];
+    for (y, row) in raw.chunks_mut((w * 3) as usize).enumerate() {
+        for (x, p) in row.chunks_mut(3).enumerate() {
+            p.copy_from_slice(&[(x / 21) as u8, (y / 12) as u8, if x % 7 == 0 { 200 } else { 60 }]);
+        }
+    }
+    let bytes = png_stored(w, h, 8, PNG_RGB, &raw);
+    drop(raw);
+    let size = bytes.len();
+    // Stored, the file is over the default max_bytes (32 MiB): allow it so that it is decoded.
+    let opts = Options { max_bytes: 64 * 1024 * 1024, ..Options::default() };
+    let (m, peak) = analysis_peak(bytes, "image/png", opts.clone());
+    assert_eq!((m.width, m.height), (Some(w), Some(h)));
+    assert!(m.blurhash.is_some());
+    eprintln!("5K PNG: {size} bytes");
+    // The body (44 MB) and one RGB buffer (44 MB).
+    check("5K PNG (5120x2880), whole analysis", peak, &opts, 2 * 44_236_800 + 4 * MB);
+}
+
+/// The configured pixel limit for the bombs.
+fn bomb_opts() -> Options {
+    let max_pixels = std::env::var("MEMORY_MAX_PIXELS").ok().and_then(|v| v.parse().ok()).unwrap_or(8_000_000);
+    Options { max_pixels, ..Options::default() }
+}
+
+/// The largest square side within the limit.
+fn side(opts: &Options) -> u32 {
+    (opts.max_pixels as f64).sqrt() as u32
+}
+
+fn bomb(what: &str, bytes: Vec<u8>, opts: &Options, absolute: usize) {
+    let (hash, peak) = decode_peak(&bytes, opts);
+    assert!(hash.is_some(), "{what}: not decoded");
+    check(&format!("{what} ({} KB file)", bytes.len() / 1000), peak, opts, absolute);
+}
+
+#[test]
+fn bombs_just_under_the_pixel_limit() {
+    let _one = exclusive();
+    let opts = bomb_opts();
+    let s = side(&opts);
+    let px = (s as usize) * (s as usize);
+    eprintln!("bombs: {s}x{s} = {px} pixels, max_pixels {}", opts.max_pixels);
+    // 8-bit PNG: one buffer of 3 or 4 bytes a pixel.
+    bomb("PNG RGBA8 deflate bomb", png_bomb(s, s, 8, PNG_RGBA, false), &opts, px * 4 + 4 * MB);
+    bomb("PNG RGBA8 Adam7 deflate bomb", png_bomb(s, s, 8, PNG_RGBA, true), &opts, px * 4 + 4 * MB);
+    bomb("PNG palette 1-bit deflate bomb", png_bomb(s, s, 1, PNG_PALETTE, false), &opts, px * 4 + 4 * MB);
+    // 16-bit grey: 2 bytes a pixel decoded, then 4 in the RGBA8 copy.
+    bomb("PNG grey 16-bit deflate bomb", png_bomb(s, s, 16, PNG_GREY, false), &opts, px * 6 + 4 * MB);
+    // JPEG: baseline decodes at 1/8 scale; progressive holds all coefficients (2 bytes a sample).
+    let mut spec = JpegSpec::new(s as u16, s as u16, 3);
+    bomb("JPEG baseline 4:4:4", dc_jpeg(&spec, |_, _, _| 90), &opts, px / 2 + 4 * MB);
+    spec.progressive = true;
+    bomb("JPEG progressive 4:4:4", dc_jpeg(&spec, |_, _, _| 90), &opts, px * 7 + 4 * MB);
+    // GIF: one full-screen frame, or a 1x1 frame on a full-size screen.
+    let gif_full = gif_file(s as u16, s as u16, &[[0, 0, 0]], [gif_frame(0, 0, s as u16, s as u16, &gif_lzw(2, &vec![0; px]))]);
+    bomb("GIF one full frame", gif_full, &opts, px * 5 + 4 * MB);
+    let gif_dot = gif_file(s as u16, s as u16, &[[0, 0, 0]], [gif_frame(0, 0, 1, 1, &gif_lzw(2, &[0]))]);
+    bomb("GIF 1x1 frame on a full screen", gif_dot, &opts, px * 4 + 4 * MB);
+    // WebP: lossless, every pixel in zero bits; the decoder's ARGB words, then RGB(A) bytes.
+    bomb("WebP VP8L flat", webp_file(&[(b"VP8L", vp8l_flat(s, s, [255, 0, 0, 0]))]), &opts, px * 7 + 4 * MB);
+    bomb("WebP VP8L flat with alpha", webp_file(&[(b"VP8L", vp8l_flat(s, s, [0, 0, 0, 0]))]), &opts, px * 7 + 4 * MB);
+}
+
+#[test]
+fn sixteen_bit_png_bombs_just_under_the_pixel_limit() {
+    let _one = exclusive();
+    let opts = bomb_opts();
+    let s = side(&opts);
+    let limit = decoder_limit(&opts);
+    eprintln!("16-bit bombs: {s}x{s}, max_pixels {}", opts.max_pixels);
+    // Measure all three before asserting, so that a failure reports every figure.
+    let peaks: Vec<(&str, usize)> = [("PNG RGBA16 deflate bomb", PNG_RGBA), ("PNG RGB16 deflate bomb", PNG_RGB), ("PNG grey+alpha 16-bit deflate bomb", PNG_GREY_ALPHA)]
+        .into_iter()
+        .map(|(what, color)| (what, decode_peak(&png_bomb(s, s, 16, color, false), &opts).1))
+        .collect();
+    for (what, peak) in &peaks {
+        eprintln!("{what:<48} peak {:>7.1} MB", *peak as f64 / 1e6);
+    }
+    for (what, peak) in peaks {
+        check(what, peak, &opts, limit);
+    }
+}
+
+#[test]
+fn progressive_cmyk_jpeg_just_under_the_pixel_limit() {
+    let _one = exclusive();
+    let opts = bomb_opts();
+    let s = side(&opts);
+    let mut spec = JpegSpec::new(s as u16, s as u16, 4);
+    spec.progressive = true;
+    spec.adobe = Some(0);
+    bomb("JPEG progressive CMYK", dc_jpeg(&spec, |_, _, _| 90), &opts, decoder_limit(&opts));
+}
+
+#[test]
+fn declared_giants_cost_nothing() {
+    let _one = exclusive();
+    let opts = Options::default();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("PNG declaring 100000x100000", png_file(png_ihdr(100_000, 100_000, 8, PNG_RGBA, false), &[png_chunk(b"IDAT", &zlib_stored(&[0; 64]))])),
+        ("GIF declaring 65535x65535", gif_file(65535, 65535, &[[0, 0, 0]], [gif_frame(0, 0, 1, 1, &gif_lzw(2, &[0]))])),
+        ("WebP VP8L 16383x16383 (complete)", webp_file(&[(b"VP8L", vp8l_flat(16383, 16383, [255, 0, 0, 0]))])),
+    ];
+    for (what, bytes) in cases {
+        let mime = sniff(&bytes).unwrap();
+        let (d, peak) = peak_of(|| decode(&bytes, mime, true, &opts));
+        assert!(d.unwrap().blurhash.is_none(), "{what}");
+        check(what, peak, &opts, MB);
+    }
+    // JPEG declaring 65535x65535, progressive, CMYK: stopped at the header.
+    let bytes = flat_jpeg(16, 16, 4, [0; 4], true);
+    let at = bytes.windows(2).position(|m| m == [0xff, 0xc2]).unwrap();
+    let mut giant = bytes.clone();
+    giant[at + 5..at + 9].copy_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+    let (d, peak) = peak_of(|| decode(&giant, "image/jpeg", true, &opts));
+    assert!(d.unwrap().blurhash.is_none());
+    check("JPEG declaring 65535x65535", peak, &opts, MB);
+}
+
+/// Fuzz crash oom-e57c79d8: image-webp allocated what the EXIF chunk declared (decode.rs
+/// now reads the chunk itself, cut at the end of the file).
+#[test]
+fn a_webp_exif_chunk_declaring_gigabytes() {
+    let _one = exclusive();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/sniff_decode");
+    let mut bytes = std::fs::read(dir.join("webp-exif-orientation-3.webp")).unwrap();
+    let at = bytes.windows(4).position(|w| w == b"EXIF").unwrap();
+    bytes[at + 4..at + 8].copy_from_slice(&0x8c8c_001au32.to_le_bytes());
+    let opts = Options::default();
+    let (_, peak) = peak_of(|| decode(&bytes, "image/webp", true, &opts));
+    check(&format!("WebP of {} bytes, EXIF chunk declaring 2.36 GB", bytes.len()), peak, &opts, MB);
+}
