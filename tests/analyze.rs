@@ -202,20 +202,9 @@ fn png_declaring(w: u32, h: u32) -> Vec<u8> {
     real[16..20].copy_from_slice(&w.to_be_bytes());
     real[20..24].copy_from_slice(&h.to_be_bytes());
     // Fix the IHDR CRC so the decoder gets as far as the size check.
-    let crc = crc32(&real[12..29]);
+    let crc = craft::crc32(&real[12..29]);
     real[29..33].copy_from_slice(&crc.to_be_bytes());
     real
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
 }
 
 #[test]
