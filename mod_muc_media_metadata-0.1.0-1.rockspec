@@ -1,6 +1,7 @@
 -- Build from a checkout:  luarocks --lua-version 5.4 make --tree TREE
 -- Pack a binary rock:     luarocks --lua-version 5.4 make --pack-binary-rock --tree TREE
--- (then `prosodyctl install ./mod_muc_media_metadata-0.1.0-1.linux-x86_64.rock`)
+-- (then `prosodyctl install /full/path/to/mod_muc_media_metadata-0.1.0-1.linux-x86_64.rock`:
+-- prosodyctl changes to the data directory first, so "./" would not be found)
 rockspec_format = "3.0"
 package = "mod_muc_media_metadata"
 version = "0.1.0-1"
@@ -25,7 +26,9 @@ dependencies = {
 build = {
 	type = "command",
 	-- LuaRocks installs a lib under its file's own name: give it the one Lua looks for.
-	build_command = "cargo build --release --locked && cp target/release/libmedia_metadata.so target/release/media_metadata.so",
+	-- LuaRocks sets CC=gcc for the command; ring's build script would then be rerun (it
+	-- watches CC), and target/ rebuilt, each time a plain `cargo build` alternates with this.
+	build_command = "env -u CC cargo build --release --locked && cp target/release/libmedia_metadata.so target/release/media_metadata.so",
 	install = {
 		-- Prosody finds TREE/share/lua/5.4/mod_muc_media_metadata.lua on its plugin path.
 		lua = { mod_muc_media_metadata = "lua/mod_muc_media_metadata.lua" },

@@ -16,6 +16,9 @@ local serialize = require "util.serialization".serialize;
 local human_units = require "util.human.units";
 local time_now = require "util.time".now;
 
+-- Released together with the library (Cargo.toml, the rockspec); the load line shows both.
+local version = "0.1.0";
+
 local xmlns_oob = "jabber:x:oob";
 local xmlns_metadata = "xmpp:prosody.im/protocol/media-metadata#0";
 
@@ -362,6 +365,38 @@ local function strip_and_collect(stanza)
 	return wanted;
 end
 
+-- COMPAT: mod_c2s pauses reading from a session while its runner waits (as ours does, for
+-- the analysis), and net.server_epoll (0.12 and 13) resumes it without looking at what
+-- LuaSocket has already buffered: a client that sent more stanzas in one go would stall until
+-- it sends something else. So once the wait is over, process such data if the connection is
+-- reading again (if it is still paused, the wait that paused it schedules this again).
+local function read_buffered(conn)
+	local sock = conn.conn;
+	if not (sock and sock.dirty and conn.onreadable) then
+		return; -- closed, or not a server_epoll connection
+	end
+	if not conn._wantread then
+		return 0.01; -- still paused: the session's runner has more to do first
+	end
+	if sock:dirty() then
+		conn:onreadable();
+	end
+end
+
+local function after_wait(origin)
+	local conn = origin and origin.conn;
+	if type(conn) ~= "table" then return; end
+	local until_ = time_now() + deadline + 1;
+	module:add_timer(0, function ()
+		local ok, again = pcall(read_buffered, conn);
+		if not ok then
+			module:log("debug", "Could not check for buffered data: %s", again);
+		elseif again and time_now() < until_ then
+			return again;
+		end
+	end);
+end
+
 local function analyse(event)
 	local stanza = event.stanza;
 	local wanted = strip_and_collect(stanza);
@@ -393,6 +428,7 @@ local function analyse(event)
 	end);
 	async.wait_for(promise.race({ promise.all_settled(promises), deadline_passed.promise }));
 	timer:stop();
+	after_wait(event.origin);
 	held_for:sample(time_now() - started);
 
 	for _, entry in ipairs(wanted) do
@@ -433,6 +469,10 @@ module:hook("muc-occupant-groupchat", function (event)
 	-- Nothing is returned: the message is always delivered.
 end, 10);
 
-module:log("info", "mod_%s %s with %d threads: private addresses %s, at most %s and %s per file, %gs per message",
-	module.name, mm.version, threads, allow_private and "allowed" or "refused",
+if mm.version ~= version then
+	module:log("warn", "This plugin is version %s but its media_metadata library is %s: install the two from the same release",
+		version, mm.version);
+end
+module:log("info", "mod_%s %s (library %s) with %d threads: private addresses %s, at most %s and %s per file, %gs per message",
+	module.name, version, mm.version, threads, allow_private and "allowed" or "refused",
 	human_units.format(max_bytes, "B", "b"), human_units.format(max_pixels, "px"), deadline);

@@ -1,0 +1,262 @@
+"""The install layouts of the README ("Install") and design.md, each on a real Prosody.
+
+1. LuaRocks from a checkout: `luarocks --lua-version 5.4 make --tree TREE`, and
+   `plugin_paths = { TREE }` in the config.
+2. A binary rock: `luarocks --lua-version 5.4 make --pack-binary-rock --tree ...`, then
+   `prosodyctl install /full/path/FILE.rock` into the server's `installer_plugin_path`
+   (prosodyctl changes to the data directory first: "./FILE.rock" is not found there).
+3. A plain copy (the plugin and media_metadata.so in mod_muc_media_metadata/ in a directory
+   of plugin_paths): the layout the session's `prosody` fixture uses for every other test;
+   here only its load line is checked.
+
+Layouts 1 and 2 each start their own Prosody whose only copy of the module is the one
+installed by the commands above, post a real photo in a room, and check the <metadata>
+another occupant receives. `luarocks make` runs the rockspec's build_command (cargo) in the
+checkout, so it reuses target/ and costs a no-op cargo build when the library is current.
+"""
+
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from prosody_server import DEADLINE, MUC_DOMAIN, REPO, SLOW_DEADLINE, SLOW_DOMAIN, STRICT_DOMAIN, ProsodyServer
+from xmpp import Client, oob_metadata, oob_xml, xml_str
+
+pytestmark = pytest.mark.plugin
+
+PASSWORD = "correct horse battery staple"
+ROCKSPEC = REPO / "mod_muc_media_metadata-0.1.0-1.rockspec"
+ROCK_NAME = "mod_muc_media_metadata-0.1.0-1.linux-x86_64.rock"
+LUAROCKS = ["luarocks", "--lua-version", "5.4"]
+BUILD_TIMEOUT = 1800  # luarocks make runs cargo: a cold build takes minutes on 2 cores
+
+INFO_LINE = re.compile(
+    r"^\w{3} [ \d]\d \d\d:\d\d:\d\d (?P<host>\S+):muc_media_metadata\tinfo\tmod_muc_media_metadata (?P<version>\d+\.\d+\.\d+\S*)"
+    r" \(library (?P<library>\d+\.\d+\.\d+\S*)\) with (?P<threads>\d+) threads: private addresses (?P<private>allowed|refused),"
+    r" at most (?P<bytes>[\d.]+ \S+) and (?P<pixels>[\d.]+ \S+) per file, (?P<deadline>[\d.]+)s per message$")
+
+
+def cargo_version() -> str:
+    text = (REPO / "Cargo.toml").read_text()
+    m = re.search(r'^version\s*=\s*"([^"]+)"', text, re.M)
+    assert m, "no version in Cargo.toml"
+    return m.group(1)
+
+
+def need_tools():
+    for tool, why in (("luarocks", "scripts/setup installs it (apt: luarocks)"),
+                      ("cargo", "the rockspec builds with cargo; install a Rust toolchain")):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not on PATH: {why}")
+
+
+@contextmanager
+def checkout_lock():
+    """`luarocks make` writes into the checkout (target/, the packed .rock): one at a time,
+    also across concurrent test runs."""
+    lock = REPO / "target" / ".test-install.lock"
+    lock.parent.mkdir(exist_ok=True)
+    with open(lock, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def sh(cmd: list[str], cwd: Path, timeout: float = 120, env: dict | None = None) -> str:
+    """Run a command; fail the test with its output if it fails. Returns the output."""
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=timeout, env=env)
+    out = r.stdout + r.stderr
+    if r.returncode != 0:
+        pytest.fail(f"`{' '.join(map(str, cmd))}` (in {cwd}) exited with {r.returncode} after "
+                    f"{time.monotonic() - t0:.1f}s:\n{out[-4000:]}", pytrace=False)
+    return out
+
+
+class InstallServer(ProsodyServer):
+    """A ProsodyServer with global options added (installer_plugin_path), set before the
+    first VirtualHost, where the config's global section ends."""
+
+    def __init__(self, *args, global_config: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.global_config = global_config
+
+    def write_config(self) -> Path:
+        path = super().write_config()
+        text = path.read_text()
+        marker = '\nVirtualHost "localhost"\n'
+        assert marker in text, "ProsodyServer's config changed: no VirtualHost \"localhost\" line"
+        path.write_text(text.replace(marker, f"\n{self.global_config.rstrip()}\n{marker}", 1))
+        return path
+
+
+@contextmanager
+def running(server: ProsodyServer):
+    server.start()
+    try:
+        for user in ("alice", "bob"):
+            server.register(user, "localhost", PASSWORD)
+        yield server
+    except BaseException:
+        print(f"Prosody {server.version}: config and logs in {server.dir}\n{server.tail(60)}")
+        raise
+    finally:
+        server.stop()
+
+
+def assert_loaded_from(server: ProsodyServer, library: Path, plugin: Path):
+    """The module was loaded on the MUC components, from `plugin`, with `library`."""
+    log = server.log_text()
+    loaded = re.findall(r"Loaded the media_metadata library from (\S+)", log)
+    assert loaded, f"no 'Loaded the media_metadata library' line:\n{server.tail(60)}"
+    assert set(loaded) == {str(library)}, f"library loaded from {set(loaded)}, expected {library}"
+    infos = [m for m in map(INFO_LINE.match, log.splitlines()) if m]
+    assert {m["host"] for m in infos} == {MUC_DOMAIN, STRICT_DOMAIN, SLOW_DOMAIN}, \
+        f"load info lines: {[m.group(0) for m in infos]}\n{server.tail(60)}"
+    # The plugin finds the library relative to its own file (README, "Install"), so the
+    # library's path above also says which plugin file was loaded.
+    assert plugin.is_file(), plugin
+
+
+def photo_gets_metadata(run, server: ProsodyServer, media):
+    """alice posts a real photo's URL; bob receives it with the right <metadata>."""
+    photo = media.files["photo.jpg"]
+
+    async def body():
+        clients = []
+        try:
+            for user in ("alice", "bob"):
+                c = Client(f"{user}@localhost/{uuid.uuid4().hex[:6]}", PASSWORD)
+                clients.append(c)
+                await c.start(server.c2s_port)
+            a, b = clients
+            room = f"room-{uuid.uuid4().hex[:10]}@{MUC_DOMAIN}"
+            await a.join(room, "A")
+            await b.join(room, "B")
+            url = media.url("photo.jpg", tag="install")
+            marker = uuid.uuid4().hex
+            a.send_groupchat(room, marker, oob_xml(url))
+            got = await b.wait_groupchat(room, marker, 15)
+            [(got_url, children)] = oob_metadata(got.xml)
+            assert got_url == url
+            assert children is not None, f"no <metadata>: {xml_str(got.xml)}"
+            values = dict(children)
+            assert [n for n, _ in children] == ["bytes", "type", "width", "height", "blurhash"], children
+            assert int(values["bytes"]) == photo.size
+            assert values["type"] == "image/jpeg"
+            assert (int(values["width"]), int(values["height"])) == (photo.width, photo.height) == (1600, 1200)
+            assert len(values["blurhash"]) == 28, values
+            assert media.hits(url) == 1
+        finally:
+            for c in clients:
+                await c.stop()
+
+    run(body())
+
+
+# --- 1. LuaRocks from a checkout -------------------------------------------------------------
+
+def test_luarocks_make_tree(request, tmp_path, run, media):
+    need_tools()
+    version = request.config.getoption("--prosody")
+    tree = tmp_path / "custom_plugins"
+    t0 = time.monotonic()
+    with checkout_lock():
+        # As the README: from the checkout, no rockspec argument.
+        out = sh([*LUAROCKS, "make", "--tree", str(tree)], cwd=REPO, timeout=BUILD_TIMEOUT)
+    print(f"luarocks make took {time.monotonic() - t0:.1f}s")
+    assert "is now installed in" in out, out
+    plugin = tree / "share/lua/5.4/mod_muc_media_metadata.lua"
+    library = tree / "lib/lua/5.4/media_metadata.so"
+    assert plugin.is_file() and library.is_file(), sorted(str(p) for p in tree.rglob("*"))
+
+    # plugin_paths names the tree; installer_plugin_path is an empty folder, so that a
+    # /var/lib/prosody/custom_plugins from a manual install on this machine cannot stand in.
+    empty = tmp_path / "installer-empty"
+    empty.mkdir()
+    server = InstallServer(version, tmp_path / "prosody", [tree], with_plugin=True,
+                           global_config=f'installer_plugin_path = "{empty}"')
+    with running(server):
+        photo_gets_metadata(run, server, media)
+        assert_loaded_from(server, library, plugin)
+
+
+# --- 2. A binary rock with prosodyctl install -------------------------------------------------
+
+def test_binary_rock_prosodyctl_install(request, tmp_path, run, media):
+    need_tools()
+    version = request.config.getoption("--prosody")
+    packed = REPO / ROCK_NAME
+    rock_dir = tmp_path / "rock"
+    rock_dir.mkdir()
+    t0 = time.monotonic()
+    with checkout_lock():
+        started = time.time()
+        # As the README: from the checkout; the .rock is written there (it is in .gitignore).
+        out = sh([*LUAROCKS, "make", "--pack-binary-rock", "--tree", str(tmp_path / "build-tree")],
+                 cwd=REPO, timeout=BUILD_TIMEOUT)
+        assert f"Packed: {packed}" in out, out
+        assert packed.stat().st_mtime >= started - 1, "the .rock was not written by this run"
+        shutil.copyfile(packed, rock_dir / ROCK_NAME)
+    print(f"luarocks make --pack-binary-rock took {time.monotonic() - t0:.1f}s")
+
+    tree = tmp_path / "custom_plugins"  # the server's installer_plugin_path, not yet there
+    server = InstallServer(version, tmp_path / "prosody", [], with_plugin=True,
+                           global_config=f'installer_plugin_path = "{tree}"')
+    server.write_config()
+    # As the README: prosodyctl install with the rock's absolute path (prosodyctl changes
+    # to the data directory before it looks, so "./FILE.rock" is not found).
+    rock = rock_dir / ROCK_NAME
+    r = subprocess.run([str(server.prosodyctl), "--config", str(server.config), "install", str(rock)],
+                       cwd=rock_dir, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=120, env=server._env())
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, f"prosodyctl install exited with {r.returncode}:\n{out}"
+    assert f"Installing {rock} in {tree}" in out, out
+    plugin = tree / "share/lua/5.4/mod_muc_media_metadata.lua"
+    library = tree / "lib/lua/5.4/media_metadata.so"
+    assert plugin.is_file() and library.is_file(), (out, sorted(str(p) for p in tree.rglob("*")))
+
+    with running(server):
+        photo_gets_metadata(run, server, media)
+        assert_loaded_from(server, library, plugin)
+
+
+# --- 3. A plain copy: the session's server ----------------------------------------------------
+
+def test_plain_copy_logs_one_info_line_per_component(prosody):
+    """The session's Prosody has the plain copy (conftest: install_plugin); at load the
+    module logs one info line per component, as the README shows, with the plugin's and the
+    library's version
+    and each component's own settings."""
+    lib = Path(prosody.plugin_paths[0]) / "mod_muc_media_metadata" / "media_metadata.so"
+    assert lib.is_file(), lib
+    log = prosody.log_text()
+    loaded = re.findall(r"Loaded the media_metadata library from (\S+)", log)
+    assert len(loaded) >= 3 and set(loaded) == {str(lib)}, prosody.tail(60)
+    infos = {}  # host -> its first line (at start-up; other tests may reload the module)
+    for m in filter(None, map(INFO_LINE.match, log.splitlines())):
+        infos.setdefault(m["host"], m)
+    assert set(infos) == {MUC_DOMAIN, STRICT_DOMAIN, SLOW_DOMAIN}, \
+        f"load info lines for {sorted(infos)}:\n{prosody.tail(60)}"
+    want = {  # prosody_server.py's components
+        MUC_DOMAIN: ("2", "allowed", DEADLINE),
+        STRICT_DOMAIN: ("2", "refused", DEADLINE),
+        SLOW_DOMAIN: ("4", "allowed", SLOW_DEADLINE),
+    }
+    for host, (threads, private, deadline) in want.items():
+        m = infos[host]
+        assert m["version"] == m["library"] == cargo_version(), m.group(0)
+        assert (m["threads"], m["private"], float(m["deadline"])) == (threads, private, deadline), m.group(0)
+        assert (m["bytes"], m["pixels"]) == ("32 MiB", "50 Mpx"), m.group(0)
