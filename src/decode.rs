@@ -1,7 +1,8 @@
 //! Pixels from image bytes, under limits, straight into the BlurHash shrink.
 //!
-//! JPEG is decoded by jpeg-decoder at the smallest DCT scale (1/8, 1/4, 1/2) that still gives
-//! the shrink enough pixels, so a 12 MP photo costs an entropy decode and little else. PNG, GIF
+//! JPEG is decoded at the smallest DCT scale (1/8, 1/4, 1/2) that still gives the shrink enough
+//! pixels: at 1/8 (photos of about 1 MP and more) from the DC coefficients alone by
+//! [`jpeg_dc`], else (or if that reader declines the file) by jpeg-decoder's scaled IDCT. PNG, GIF
 //! (first frame) and WebP go through the image crate with its allocation limit.
 
 use std::io::Cursor;
@@ -10,6 +11,7 @@ use image::{metadata::Orientation, DynamicImage, GenericImageView, ImageDecoder,
 
 use crate::blurhash::{self, Layout, Shrinker, Shrunk, SHRINK_TO};
 use crate::error::{Error, Result};
+use crate::jpeg_dc;
 use crate::options::Options;
 
 /// What an image's header says: its stored size and its EXIF orientation (1 to 8).
@@ -81,9 +83,11 @@ fn hash(header: Header, shrunk: Shrunk, opts: &Options) -> DecodeResult {
 }
 
 /// A scaled JPEG decode averages 8x8 blocks in gamma space, not in linear light as the shrink
-/// does; decoding to twice the shrink's size halves that error (1.1 to 2.0 levels from the
-/// full-size reference on the orientation test picture, against 1.6 to 3.6 at SHRINK_TO).
-const JPEG_LONG_SIDE: u32 = 2 * SHRINK_TO;
+/// does, and its small IDCTs ring at hard edges; decoding to four times the shrink's size
+/// keeps both small (`bench/run`'s 640x480 photo: 4.3 levels from the full-size reference at
+/// twice the shrink's size, 2.6 at four times, for 0.1 ms more). Photos of 2048 pixels and
+/// more still take the DC-only path.
+const JPEG_LONG_SIDE: u32 = 4 * SHRINK_TO;
 
 fn jpeg(bytes: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
     let mut decoder = jpeg_decoder::Decoder::new(bytes);
@@ -97,6 +101,19 @@ fn jpeg(bytes: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
     let header = Header { width: info.width as u32, height: info.height as u32, orientation };
     if let Some(done) = over_limit(header, want_hash, opts) {
         return Ok(done);
+    }
+    // The smallest DCT scale that leaves at least JPEG_LONG_SIDE pixels on the long side.
+    let long = header.width.max(header.height).max(1);
+    let need = |side: u32| (side as u64 * JPEG_LONG_SIDE as u64).div_ceil(long as u64).max(1) as u16;
+    let (need_w, need_h) = (need(header.width), need(header.height));
+    // At 1/8 scale only the DC coefficients count: read them alone (most photos), else fall
+    // through to jpeg-decoder for whatever that path does not handle.
+    if u32::from(need_w) <= header.width.div_ceil(8) && u32::from(need_h) <= header.height.div_ceil(8) {
+        if let Some(dc) = jpeg_dc::decode(bytes) {
+            if (dc.width, dc.height) == (header.width.div_ceil(8), header.height.div_ceil(8)) {
+                return finish(header, &dc.pixels, dc.width, dc.height, dc.layout, opts);
+            }
+        }
     }
     // jpeg-decoder keeps every coefficient of a progressive JPEG (2 bytes a sample, whatever
     // the scale), and its own buffer limit counts only the output: check that here.
@@ -113,10 +130,7 @@ fn jpeg(bytes: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
             return Ok(Decoded { header, blurhash: None, note: Some(note) });
         }
     }
-    // The smallest DCT scale that leaves at least JPEG_LONG_SIDE pixels on the long side.
-    let long = header.width.max(header.height).max(1);
-    let need = |side: u32| (side as u64 * JPEG_LONG_SIDE as u64).div_ceil(long as u64).max(1) as u16;
-    let (w, h) = decoder.scale(need(header.width), need(header.height))?;
+    let (w, h) = decoder.scale(need_w, need_h)?;
     let pixels = decoder.decode()?;
     let layout = match info.pixel_format {
         jpeg_decoder::PixelFormat::L8 => Layout::Luma,

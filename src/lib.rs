@@ -7,6 +7,7 @@
 //! - [`fetch`]: the HTTP GET under that policy (checked resolver, redirects, limits);
 //! - [`sniff`]: the media type from the first bytes;
 //! - [`decode`]: pixels from JPEG (scaled DCT), PNG, GIF and WebP under limits;
+//! - [`jpeg_dc`]: large JPEGs at 1/8 scale from their DC coefficients alone;
 //! - [`blurhash`]: the linear-light shrink and the encoder;
 //! - [`analyze`]: the steps above in order, for one URL;
 //! - [`pool`]: worker threads, a bounded queue and the fd that wakes Prosody;
@@ -17,6 +18,7 @@ pub mod blurhash;
 pub mod decode;
 pub mod error;
 pub mod fetch;
+pub mod jpeg_dc;
 mod lua;
 pub mod options;
 pub mod policy;

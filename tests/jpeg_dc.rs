@@ -1,0 +1,114 @@
+//! The DC-only JPEG reader (src/jpeg_dc.rs) against jpeg-decoder at 1/8 scale, on every
+//! layout libjpeg writes (tests/fixtures/make_jpegs.py), and on truncated and corrupted
+//! copies of each: the fast path must give the same picture or decline, never panic.
+
+use std::path::PathBuf;
+
+use media_metadata::blurhash::Layout;
+use media_metadata::jpeg_dc;
+
+fn fixtures() -> Vec<(String, Vec<u8>)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jpeg");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 14, "fixtures missing in {}", dir.display());
+    files
+}
+
+/// jpeg-decoder's picture at 1/8 scale (its 1x1 IDCT is the block's DC, as ours), whether it
+/// is grey, and the truth: the full-size decode averaged over each 8x8 block.
+fn references(bytes: &[u8]) -> (u32, u32, bool, Vec<u8>, Vec<f64>) {
+    let mut d = jpeg_decoder::Decoder::new(bytes);
+    d.read_info().unwrap();
+    let info = d.info().unwrap();
+    let (w, h) = d.scale(info.width.div_ceil(8), info.height.div_ceil(8)).unwrap();
+    let eighth = d.decode().unwrap();
+    let grey = info.pixel_format == jpeg_decoder::PixelFormat::L8;
+    let full = jpeg_decoder::Decoder::new(bytes).decode().unwrap();
+    let (fw, fh, w, c) = (info.width as usize, info.height as usize, w as usize, if grey { 1 } else { 3 });
+    let mut sums = vec![0f64; eighth.len()];
+    let mut counts = vec![0f64; eighth.len() / c];
+    for y in 0..fh {
+        for x in 0..fw {
+            let block = (y / 8) * w + x / 8;
+            counts[block] += 1.0;
+            for k in 0..c {
+                sums[block * c + k] += full[(y * fw + x) * c + k] as f64;
+            }
+        }
+    }
+    let truth = sums.iter().enumerate().map(|(i, s)| s / counts[i / c]).collect();
+    (w as u32, h as u32, grey, eighth, truth)
+}
+
+fn mean_distance(a: &[u8], b: impl Iterator<Item = f64>) -> f64 {
+    a.iter().zip(b).map(|(&a, b)| (a as f64 - b).abs()).sum::<f64>() / a.len() as f64
+}
+
+#[test]
+fn every_layout_libjpeg_writes_is_read_as_faithfully_as_jpeg_decoder_reads_it() {
+    let mut read = 0;
+    for (name, bytes) in fixtures() {
+        let declined = name.starts_with("cmyk") || name.starts_with("stored-rgb");
+        let Some(dc) = jpeg_dc::decode(&bytes) else {
+            assert!(declined, "{name}: jpeg_dc declined a layout it should read");
+            continue;
+        };
+        assert!(!declined, "{name}: jpeg_dc read a layout it must leave to jpeg-decoder (not YCbCr)");
+        read += 1;
+        let (w, h, grey, eighth, truth) = references(&bytes);
+        assert_eq!((dc.width, dc.height), (w, h), "{name}: size at 1/8 scale");
+        assert_eq!(matches!(dc.layout, Layout::Luma), grey, "{name}: layout");
+        assert_eq!(dc.pixels.len(), eighth.len(), "{name}");
+        // Against jpeg-decoder: the same DC values, so only rounding and the chroma
+        // interpolation differ (measured: mean <= 1.1, max 4).
+        let to_decoder = mean_distance(&dc.pixels, eighth.iter().map(|&v| v as f64));
+        let max = dc.pixels.iter().zip(&eighth).map(|(&a, &b)| a.abs_diff(b)).max().unwrap();
+        // Against the truth, the fast path must be at least as close as jpeg-decoder's own
+        // 1/8 scale (measured: 0.3-0.6 against 0.5-1.0 unsubsampled, 3.5-4.6 against 3.6-4.7
+        // with 4:2:x chroma on this small, colourful picture).
+        let ours = mean_distance(&dc.pixels, truth.iter().copied());
+        let theirs = mean_distance(&eighth, truth.iter().copied());
+        eprintln!("{name}: {w}x{h}; to jpeg-decoder: mean {to_decoder:.2}, max {max}; to the block means: ours {ours:.2}, jpeg-decoder {theirs:.2}");
+        assert!(to_decoder <= 1.5 && max <= 8, "{name}: mean {to_decoder:.2} (<= 1.5), max {max} (<= 8) from jpeg-decoder");
+        assert!(ours <= theirs + 0.05, "{name}: {ours:.2} from the block means, jpeg-decoder {theirs:.2}");
+    }
+    assert_eq!(read, 12, "every YCbCr and grey layout takes the fast path");
+}
+
+#[test]
+fn truncated_or_corrupted_files_are_declined_or_read_never_a_panic() {
+    for (name, bytes) in fixtures() {
+        let full = jpeg_dc::decode(&bytes).map(|d| (d.width, d.height));
+        let mut cuts: Vec<usize> = (0..bytes.len()).step_by(97).collect();
+        cuts.extend([1, 2, 3, bytes.len() - 2, bytes.len() - 1]);
+        for cut in cuts {
+            let outcome = std::panic::catch_unwind(|| jpeg_dc::decode(&bytes[..cut]).map(|d| (d.width, d.height)));
+            let got = outcome.unwrap_or_else(|_| panic!("{name}: panic on the first {cut} bytes"));
+            // A file cut inside its scans is declined (the caller falls back to jpeg-decoder,
+            // which reports the truncation); only a cut in the trailing bytes may still read.
+            if cut + 2 < bytes.len() - 2 {
+                assert!(got.is_none() || got == full, "{name}: cut at {cut} gave {got:?}");
+            }
+        }
+        let mut state = 0x2545_f491u32;
+        for i in 0..400 {
+            let mut bad = bytes.clone();
+            for _ in 0..1 + i % 4 {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                let at = state as usize % bad.len();
+                bad[at] = (state >> 24) as u8;
+            }
+            let outcome = std::panic::catch_unwind(|| jpeg_dc::decode(&bad).map(|d| d.pixels.len() as u64 == d.width as u64 * d.height as u64 * if matches!(d.layout, Layout::Luma) { 1 } else { 3 }));
+            let consistent = outcome.unwrap_or_else(|_| panic!("{name}: panic on corruption {i}"));
+            assert!(consistent.unwrap_or(true), "{name}: corruption {i} gave pixels of the wrong length");
+        }
+    }
+}
+
