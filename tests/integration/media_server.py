@@ -1,12 +1,20 @@
 """A real HTTP server on 127.0.0.1 serving real media files generated with Pillow.
 
 It counts requests per path, and can be told to delay a path or to never answer it
-(accept the connection and hang), for the deadline and off-the-main-loop tests.
+(accept the connection and hang), for the deadline and off-the-main-loop tests. For the
+load and fault tests it can also reset a connection mid-body, send an endless body or a
+huge one, and `bomb_png()` makes a decompression bomb.
 """
 
+import functools
 import io
+import os
+import socket
+import struct
 import threading
+import time
 import uuid
+import zlib
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -101,6 +109,32 @@ def _pdf() -> bytes:
     return body + b"%" + bytes(range(256)) * 8 + b"\n%%EOF\n"
 
 
+@functools.lru_cache(maxsize=None)
+def bomb_png(width: int, height: int, grey: bool = False) -> bytes:
+    """A decompression bomb: a valid 8-bit RGB (or grey) PNG of zeros, width x height.
+
+    About 1000 times smaller than its pixels (6000x6000 RGB: 108 MB of pixels in ~105 kB).
+    Made row block by row block, so it never holds the pixels itself.
+    """
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    row = bytes(1 + width * (1 if grey else 3))  # filter byte 0 + a row of zeros
+    rows_per_block = max(1, (1 << 20) // len(row))
+    z = zlib.compressobj(9)
+    idat = []
+    left = height
+    while left:
+        n = min(left, rows_per_block)
+        idat.append(z.compress(row * n))
+        left -= n
+    idat.append(z.flush())
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0 if grey else 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(idat))
+            + chunk(b"IEND", b""))
+
+
 def make_files() -> dict[str, MediaFile]:
     files = [
         MediaFile("photo.jpg", _photo_jpeg(), "image/jpeg", 1600, 1200),
@@ -139,6 +173,8 @@ class MediaServer:
         self._hits: dict[str, int] = {}
         self._hang: set[str] = set()
         self._delay: dict[str, float] = {}
+        self._misbehave: dict[str, tuple[str, int]] = {}  # path -> (kind, size)
+        self._sent: dict[str, int] = {}  # path -> body bytes written (misbehaving paths)
         self._stopping = threading.Event()
         self.log: list[tuple[str, str, dict]] = []  # (method, path, headers)
 
@@ -157,6 +193,7 @@ class MediaServer:
                     server.log.append((self.command, path, dict(self.headers)))
                     hang = path in server._hang
                     delay = server._delay.get(path, 0.0)
+                    misbehave = server._misbehave.get(path)
                 if hang:
                     # Accept and never answer (until the server stops or HANG_MAX).
                     server._stopping.wait(server.HANG_MAX)
@@ -168,6 +205,9 @@ class MediaServer:
                 if f is None:
                     self.send_error(404)
                     return
+                if misbehave is not None:
+                    self._misbehave(path, f, *misbehave, with_body)
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", f.content_type)
                 self.send_header("Content-Length", str(f.size))
@@ -177,6 +217,48 @@ class MediaServer:
                         self.wfile.write(f.data)
                     except (BrokenPipeError, ConnectionResetError):
                         pass  # the client stopped reading (allowed: e.g. a sniffed PDF)
+
+            def _misbehave(self, path, f, kind, size, with_body):
+                self.close_connection = True
+                self.send_response(200)
+                self.send_header("Content-Type", f.content_type)
+                if kind == "reset":
+                    self.send_header("Content-Length", str(f.size))
+                elif kind == "huge":
+                    self.send_header("Content-Length", str(size))
+                # "endless": no Content-Length; an HTTP/1.0 body ends when the connection does
+                self.end_headers()
+                if not with_body:
+                    return
+                sent = 0
+                try:
+                    if kind == "reset":
+                        half = f.data[: f.size // 2]
+                        self.wfile.write(half)
+                        sent = len(half)
+                        # An RST, not a FIN: linger 0, then close the fd ourselves (detached,
+                        # so that the server's own clean-up cannot close a reused fd number).
+                        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                                   struct.pack("ii", 1, 0))
+                        os.close(self.connection.detach())
+                        return
+                    # huge / endless: the real file, then zeros, until the client stops
+                    # reading, `size` (or STREAM_MAX) bytes, HANG_MAX seconds or stop().
+                    limit = size if kind == "huge" else server.STREAM_MAX
+                    until = time.monotonic() + server.HANG_MAX
+                    self.wfile.write(f.data)
+                    sent = f.size
+                    zeros = bytes(server.CHUNK)
+                    while (sent < limit and time.monotonic() < until
+                           and not server._stopping.is_set()):
+                        n = min(len(zeros), limit - sent)
+                        self.wfile.write(zeros[:n])
+                        sent += n
+                except OSError:
+                    pass  # the client stopped reading: what a capped download does
+                finally:
+                    with server._lock:
+                        server._sent[path] = server._sent.get(path, 0) + sent
 
             def do_GET(self):
                 self._serve(True)
@@ -228,6 +310,31 @@ class MediaServer:
         """Requests for this URL's path are answered after `seconds`."""
         with self._lock:
             self._delay[self.path_of(url)] = seconds
+
+    # Misbehaviours for the load and fault tests. Each answers 200 with the file's type.
+    STREAM_MAX = 1 << 30  # an endless body stops after this many bytes at the latest
+    CHUNK = 64 * 1024
+
+    def reset_mid_body(self, url: str) -> None:
+        """Send the full Content-Length, half of the body, then a TCP reset."""
+        with self._lock:
+            self._misbehave[self.path_of(url)] = ("reset", 0)
+
+    def endless(self, url: str) -> None:
+        """No Content-Length; the file, then zeros until the client hangs up."""
+        with self._lock:
+            self._misbehave[self.path_of(url)] = ("endless", 0)
+
+    def huge(self, url: str, size: int = 1 << 30) -> None:
+        """Content-Length: `size`; the file, then zeros up to `size` or until the client hangs up."""
+        with self._lock:
+            self._misbehave[self.path_of(url)] = ("huge", size)
+
+    def sent(self, url_or_path: str) -> int:
+        """Body bytes written for a misbehaving path, over all its requests."""
+        path = urlsplit(url_or_path).path if "://" in url_or_path else url_or_path
+        with self._lock:
+            return self._sent.get(path, 0)
 
 
 # --- BlurHash decoding (only what the assertions need) ------------------------------

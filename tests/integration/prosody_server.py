@@ -42,7 +42,10 @@ def install_plugin(dest: Path, plugin_lua: Path, library: Path) -> Path:
 
 
 class ProsodyServer:
-    def __init__(self, version: str, workdir: Path, plugin_paths: list[Path], with_plugin: bool):
+    def __init__(self, version: str, workdir: Path, plugin_paths: list[Path], with_plugin: bool,
+                 *, admin_shell: bool = False, extra_config: str = ""):
+        """admin_shell: also enable mod_admin_shell (and its admin_socket), for `shell()`.
+        extra_config: Lua appended to the config (say, another Component)."""
         if version not in BINARIES:
             raise ValueError(f"unknown Prosody version {version!r}: use one of {sorted(BINARIES)}")
         self.version = version
@@ -53,6 +56,8 @@ class ProsodyServer:
         self.dir = workdir
         self.plugin_paths = plugin_paths
         self.with_plugin = with_plugin
+        self.admin_shell = admin_shell
+        self.extra_config = extra_config
         self.c2s_port = free_port()
         self.config = self.dir / "prosody.cfg.lua"
         self.log_file = self.dir / "prosody.log"
@@ -88,7 +93,7 @@ component_ports = {{ }}
 
 log = {{ debug = {lua_str(self.log_file)} }}
 
-modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "time"; "version" }}
+modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "time"; "version"{'; "admin_shell"' if self.admin_shell else ""} }}
 modules_disabled = {{ "s2s"; "tls"; "offline" }}
 
 authentication = "internal_hashed"
@@ -121,6 +126,8 @@ Component {lua_str(SLOW_DOMAIN)} "muc"
 	media_metadata_deadline = {SLOW_DEADLINE}
 	media_metadata_threads = 4
 """
+        if self.extra_config:
+            cfg += "\n" + self.extra_config.rstrip("\n") + "\n"
         self.config.write_text(cfg)
         return self.config
 
@@ -169,6 +176,13 @@ Component {lua_str(SLOW_DOMAIN)} "muc"
             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
             cwd=self.dir, env=self._env(),
         )
+
+    def shell(self, command: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
+        """`prosodyctl shell COMMAND` on the running server (needs admin_shell=True).
+
+        Works on 0.12 and 13: e.g. shell("module:reload('mod', 'host')"), or a line starting
+        with ">" for raw Lua in the server (shell("> collectgarbage('collect')"))."""
+        return self.prosodyctl_run("shell", command, timeout=timeout)
 
     def register(self, user: str, host: str, password: str) -> None:
         r = self.prosodyctl_run("register", user, host, password)
