@@ -223,7 +223,7 @@ def expected_children(media, expect, url, unloaded: set[str]):
     raise AssertionError(kind)
 
 
-def check_message(media, plan, key, msg: ET.Element, unloaded: set[str]) -> str:
+def check_message(media, plan, key, msg: ET.Element, unloaded: set[str], late: set[str]) -> str:
     """Asserts the metadata of one delivered message; returns how it went."""
     room, kind, urls = plan.messages[key]
     got = oob_metadata(msg)
@@ -233,6 +233,11 @@ def check_message(media, plan, key, msg: ET.Element, unloaded: set[str]) -> str:
         want = expected_children(media, expect, url, unloaded)
         if children is None and url in unloaded:
             outcome = "unloaded"  # its analysis was cut short by the reload: no metadata
+            continue
+        if children is None and want is not None and url in late:
+            # Queued behind slow and endless answers on a saturated machine, it missed the
+            # deadline: the message went out without metadata, as designed (counted below).
+            outcome = "deadline"
             continue
         if want is None:
             assert children is None, f"{kind} {url}: unexpected metadata {children}"
@@ -478,6 +483,7 @@ def test_load_with_misbehaving_media_and_reload(run, load_prosody, media, measur
     inboxes, archives = run(body(), timeout=900)
     log = server.log_text()
     unloaded = set(re.findall(r"Analysing (\S+) failed: module unloaded", log))
+    late = set(re.findall(r"No result for (\S+) within", log))
     from_log = log_figures(log)
 
     # 1. Every occupant got every message exactly once, in each sender's order.
@@ -491,7 +497,7 @@ def test_load_with_misbehaving_media_and_reload(run, load_prosody, media, measur
             assert plan.messages[(sender, seq)][0] == room, (room, sender, seq)
             seen[(room, sender)].append(seq)
             if n == 0:
-                outcomes[check_message(media, plan, (sender, seq), el, unloaded)] += 1
+                outcomes[check_message(media, plan, (sender, seq), el, unloaded, late)] += 1
                 live_md[(sender, seq)] = oob_metadata(el)
             else:
                 assert oob_metadata(el) == live_md[(sender, seq)], "occupants saw different metadata"
@@ -501,6 +507,10 @@ def test_load_with_misbehaving_media_and_reload(run, load_prosody, media, measur
                                  f"{len(got)} messages, want {len(seqs)}; first difference at "
                                  f"{next((i for i, (a, b) in enumerate(zip(got, seqs)) if a != b), min(len(got), len(seqs)))}")
         assert sum(len(v) for v in seen.values()) == MESSAGES
+
+    # Missing the deadline is allowed, but must stay rare even here (the test's own clients and
+    # media server share the 2 cores with Prosody): at most 1% of the messages.
+    assert outcomes["deadline"] <= MESSAGES // 100, f"{outcomes['deadline']} messages past the deadline"
 
     # 2. MAM has every message (warm-up and run) of every room, with the same metadata.
     archived = 0
