@@ -553,40 +553,60 @@ fn pixels(f: &Frame) -> DcImage {
     let (w, h) = (f.width.div_ceil(8), f.height.div_ceil(8));
     let hmax = f.comps.iter().map(|c| c.h).max().unwrap_or(1);
     let vmax = f.comps.iter().map(|c| c.v).max().unwrap_or(1);
-    // One 8x8 block's mean level: DC x quantiser / 8, rounded, plus 128.
-    let level = |c: &Component, bx: usize, by: usize| -> f32 {
-        let dc = c.dc.get(by * c.blocks_w + bx).copied().unwrap_or(0);
-        (((dc as i64 * c.q0 as i64 + 4) >> 3) + 128).clamp(0, 255) as f32
-    };
-    // For output position p: the two blocks around it and the weight of the second. A
-    // full-resolution component gives (p, p, 0): its own block.
-    let taps = |p: usize, samp: usize, max: usize, used: usize| -> (usize, usize, f32) {
-        let t = ((p as f32 + 0.5) * samp as f32 / max as f32 - 0.5).max(0.0);
-        let i = (t as usize).min(used.max(1) - 1);
-        (i, (i + 1).min(used.max(1) - 1), t - i as f32)
-    };
-    let cols: Vec<Vec<(usize, usize, f32)>> =
-        f.comps.iter().map(|c| (0..w).map(|x| taps(x, c.h, hmax, c.used_w)).collect()).collect();
-    let mut out = Vec::with_capacity(w * h * f.comps.len());
-    for y in 0..h {
-        let rows: Vec<_> = f.comps.iter().map(|c| taps(y, c.v, vmax, c.used_h)).collect();
-        let sample = |ci: usize, x: usize| -> f32 {
-            let (c, (x0, x1, fx), (y0, y1, fy)) = (&f.comps[ci], cols[ci][x], rows[ci]);
-            let top = level(c, x0, y0) * (1.0 - fx) + level(c, x1, y0) * fx;
-            let bottom = level(c, x0, y1) * (1.0 - fx) + level(c, x1, y1) * fx;
-            top * (1.0 - fy) + bottom * fy
-        };
-        let px = |v: f32| (v + 0.5).clamp(0.0, 255.0) as u8;
-        for x in 0..w {
-            let yy = sample(0, x);
-            if f.comps.len() == 1 {
-                out.push(px(yy));
-                continue;
+    // Each component interpolated across to the output width, one row per block row; each
+    // block's level is computed once.
+    let across: Vec<Vec<f32>> = f.comps.iter().map(|c| across(c, w, hmax)).collect();
+    let downs: Vec<Vec<(usize, usize, f32)>> =
+        f.comps.iter().map(|c| (0..h).map(|y| taps(y, c.v, vmax, c.used_h)).collect()).collect();
+    let px = |v: f32| (v + 0.5).clamp(0.0, 255.0) as u8;
+    let mut out = vec![0u8; w * h * f.comps.len()];
+    // The components' rows at one output row: two block rows blended.
+    let mut rows = vec![vec![0f32; w]; f.comps.len()];
+    for (y, line) in out.chunks_exact_mut(w * f.comps.len()).enumerate() {
+        for (ci, row) in rows.iter_mut().enumerate() {
+            let (y0, y1, fy) = downs[ci][y];
+            let (top, bottom) = (&across[ci][y0 * w..][..w], &across[ci][y1 * w..][..w]);
+            for ((r, &t), &b) in row.iter_mut().zip(top).zip(bottom) {
+                *r = t * (1.0 - fy) + b * fy;
             }
-            let (cb, cr) = (sample(1, x) - 128.0, sample(2, x) - 128.0);
-            out.extend_from_slice(&[px(yy + 1.402 * cr), px(yy - 0.344_136 * cb - 0.714_136 * cr), px(yy + 1.772 * cb)]);
+        }
+        if let [luma] = &rows[..] {
+            for (o, &yy) in line.iter_mut().zip(luma) {
+                *o = px(yy);
+            }
+            continue;
+        }
+        for (((o, &yy), &cb), &cr) in line.chunks_exact_mut(3).zip(&rows[0]).zip(&rows[1]).zip(&rows[2]) {
+            let (cb, cr) = (cb - 128.0, cr - 128.0);
+            o.copy_from_slice(&[px(yy + 1.402 * cr), px(yy - 0.344_136 * cb - 0.714_136 * cr), px(yy + 1.772 * cb)]);
         }
     }
     let layout = if f.comps.len() == 1 { Layout::Luma } else { Layout::Rgb };
     DcImage { width: w as u32, height: h as u32, layout, pixels: out }
+}
+
+/// For output position `p`: the two blocks around it and the weight of the second. A
+/// full-resolution component gives (p, p, 0): its own block.
+fn taps(p: usize, samp: usize, max: usize, used: usize) -> (usize, usize, f32) {
+    let t = ((p as f32 + 0.5) * samp as f32 / max as f32 - 0.5).max(0.0);
+    let last = used.max(1) - 1;
+    let i = (t as usize).min(last);
+    (i, (i + 1).min(last), t - i as f32)
+}
+
+/// A component's block levels (DC x quantiser / 8, rounded, plus 128), each block row
+/// interpolated across to `w` output columns: `used_h` rows of `w`.
+fn across(c: &Component, w: usize, hmax: usize) -> Vec<f32> {
+    let cols: Vec<_> = (0..w).map(|x| taps(x, c.h, hmax, c.used_w)).collect();
+    let mut out = Vec::with_capacity(c.used_h.max(1) * w);
+    let mut levels = Vec::with_capacity(c.used_w);
+    for by in 0..c.used_h.max(1) {
+        levels.clear();
+        levels.extend((0..c.used_w.max(1)).map(|bx| {
+            let dc = c.dc.get(by * c.blocks_w + bx).copied().unwrap_or(0);
+            (((dc as i64 * c.q0 as i64 + 4) >> 3) + 128).clamp(0, 255) as f32
+        }));
+        out.extend(cols.iter().map(|&(x0, x1, fx)| levels[x0] * (1.0 - fx) + levels[x1] * fx));
+    }
+    out
 }
