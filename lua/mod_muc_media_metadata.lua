@@ -288,31 +288,32 @@ end
 
 -- Stanzas ---------------------------------------------------------------------------------
 
-local function count_text(value, min)
-	local n = type(value) == "number" and math.tointeger(value);
-	if n and n >= min then
-		return ("%d"):format(n);
+-- Field writers: each returns the text to write, or nil for a value that does not fit.
+local function whole_number(min)
+	return function (value)
+		local n = type(value) == "number" and math.tointeger(value);
+		if n and n >= min then
+			return ("%d"):format(n);
+		end
+	end
+end
+
+local function text_matching(pattern, max_length)
+	return function (value)
+		if type(value) == "string" and #value <= max_length and value:find(pattern) then
+			return value;
+		end
 	end
 end
 
 -- How each field is written, in the order the contract gives; a value that does not fit
 -- its field is left out rather than trusted (it may echo what a hostile server sent).
 local fields = {
-	{ "bytes", function (value) return count_text(value, 0); end };
-	{ "type", function (value)
-		if type(value) == "string" and #value <= 255
-		and value:find("^[%w][%w!#$&^_.+-]*/[%w][%w!#$&^_.+-]*$") then
-			return value;
-		end
-	end };
-	{ "width", function (value) return count_text(value, 1); end };
-	{ "height", function (value) return count_text(value, 1); end };
-	{ "blurhash", function (value)
-		if type(value) == "string" and #value <= 1024
-		and value:find("^[%w#$%%*+,%-.:;=?@%[%]%^_{|}~]+$") then
-			return value;
-		end
-	end };
+	{ "bytes", whole_number(0) };
+	{ "type", text_matching("^[%w][%w!#$&^_.+-]*/[%w][%w!#$&^_.+-]*$", 255) };
+	{ "width", whole_number(1) };
+	{ "height", whole_number(1) };
+	{ "blurhash", text_matching("^[%w#$%%*+,%-.:;=?@%[%]%^_{|}~]+$", 1024) };
 };
 
 local function metadata_element(result)
