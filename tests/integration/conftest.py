@@ -12,6 +12,7 @@ import gc
 import os
 import signal
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -139,22 +140,32 @@ def prosody(request, tmp_path_factory):
                 pytest.fail(f"{f} is missing ({hint})", pytrace=False)
         install_plugin(plugins, lua, lib)
     server = ProsodyServer(version, work, [plugins], with_plugin=not without_plugin())
+    with serving(server, request, USERS, f"Prosody {version}"):
+        _server = server
+        try:
+            yield server
+        finally:
+            _server = None
+
+
+@contextmanager
+def serving(server: ProsodyServer, request, users, label: str):
+    """Starts `server` with `users` registered; afterwards stops it, prints the tail of its log
+    if a test failed meanwhile or it died, and fails the session if it died."""
     failed_before = request.session.testsfailed
     server.start()
-    _server = server
     try:
-        for user in USERS:
+        for user in users:
             server.register(user, "localhost", PASSWORD)
         yield server
     finally:
-        _server = None
         alive = server.alive()
         code = server.stop()
         if not alive or request.session.testsfailed > failed_before:
-            print(f"\nProsody {version} (exit code {code}, was {'running' if alive else 'DEAD'}); "
-                  f"config and logs in {work}\n{server.tail(40)}")
+            print(f"\n{label} (exit code {code}, was {'running' if alive else 'DEAD'}); "
+                  f"config and logs in {server.dir}\n{server.tail(60)}")
         if not alive:
-            pytest.fail(f"Prosody {version} died during the tests", pytrace=False)
+            pytest.fail(f"{label} died during the tests", pytrace=False)
 
 
 # --- clients -------------------------------------------------------------------------

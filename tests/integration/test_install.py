@@ -16,7 +16,6 @@ checkout, so it reuses target/ and costs a no-op cargo build when the library is
 """
 
 import fcntl
-import os
 import re
 import shutil
 import subprocess

@@ -19,14 +19,13 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
-from xml.sax.saxutils import quoteattr
 
 import pytest
 
-from conftest import PASSWORD, library_path
+from conftest import PASSWORD, library_path, serving
 from media_server import MediaFile, bomb_png
 from prosody_server import REPO, ProsodyServer, install_plugin
-from xmpp import NS_CLIENT, NS_FORWARD, NS_MAM, Client, oob_metadata, oob_xml, xml_str
+from xmpp import NS_CLIENT, Client, oob_metadata, oob_xml, xml_str
 
 pytestmark = pytest.mark.plugin
 
@@ -45,7 +44,6 @@ HUGE = 1 << 30
 # RSS after the run may exceed the baseline by at most this much (see test docstring).
 RSS_SLACK = 40 << 20
 
-NS_RSM = "http://jabber.org/protocol/rsm"
 
 LOAD_COMPONENT = f"""
 Component "{LOAD_DOMAIN}" "muc"
@@ -89,20 +87,8 @@ def load_prosody(request, tmp_path_factory, prosody):
     install_plugin(plugins, lua, library_path())
     server = ProsodyServer(prosody.version, work, [plugins], with_plugin=False,
                            admin_shell=True, extra_config=LOAD_COMPONENT)
-    failed_before = request.session.testsfailed
-    server.start()
-    try:
-        for i in range(SENDERS):
-            server.register(f"load{i}", "localhost", PASSWORD)
+    with serving(server, request, [f"load{i}" for i in range(SENDERS)], f"load Prosody {prosody.version}"):
         yield server
-    finally:
-        alive = server.alive()
-        code = server.stop()
-        if not alive or request.session.testsfailed > failed_before:
-            print(f"\nload Prosody (exit code {code}, was {'running' if alive else 'DEAD'}); "
-                  f"config and logs in {work}\n{server.tail(60)}")
-        if not alive:
-            pytest.fail("the load test's Prosody died", pytrace=False)
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -254,33 +240,6 @@ def check_message(media, plan, key, msg: ET.Element, unloaded: set[str], late: s
 
 
 # --- clients ---------------------------------------------------------------------------
-
-async def mam_all(client: Client, room: str, timeout: float = 20) -> list[ET.Element]:
-    """Every archived message of `room`, paged with RSM (the server gives 50 at a time)."""
-    out, after = [], None
-    while True:
-        qid = uuid.uuid4().hex
-        start = len(client.received)
-        rsm = f"<set xmlns='{NS_RSM}'><max>50</max>" + (
-            f"<after>{after}</after>" if after else "") + "</set>"
-        iq = client.make_iq_set(ito=room)
-        iq.xml.append(ET.fromstring(f"<query xmlns='{NS_MAM}' queryid={quoteattr(qid)}>{rsm}</query>"))
-        result = (await iq.send(timeout=timeout)).xml
-        page = 0
-        for r in client.received[start:]:
-            res = r.xml.find(f"{{{NS_MAM}}}result")
-            if res is not None and res.get("queryid") == qid:
-                inner = res.find(f"{{{NS_FORWARD}}}forwarded/{{{NS_CLIENT}}}message")
-                if inner is not None:
-                    out.append(inner)
-                    page += 1
-        fin = result.find(f"{{{NS_MAM}}}fin")
-        assert fin is not None, xml_str(result)
-        last = fin.findtext(f"{{{NS_RSM}}}set/{{{NS_RSM}}}last")
-        if fin.get("complete") in ("true", "1") or not last or page == 0:
-            return out
-        after = last
-
 
 class Inbox:
     """Groupchat messages of one phase that one client received, scanned incrementally."""
@@ -474,7 +433,7 @@ def test_load_with_misbehaving_media_and_reload(run, load_prosody, media, measur
 
             archives = {}
             for room in rooms:
-                archives[room] = await mam_all(clients[0], room)
+                archives[room] = await clients[0].mam_query(room, timeout=20)
             return inboxes, archives
         finally:
             for c in clients:

@@ -18,6 +18,7 @@ NS_MUC = "http://jabber.org/protocol/muc"
 NS_MUC_USER = "http://jabber.org/protocol/muc#user"
 NS_MUC_OWNER = "http://jabber.org/protocol/muc#owner"
 NS_MAM = "urn:xmpp:mam:2"
+NS_RSM = "http://jabber.org/protocol/rsm"
 NS_FORWARD = "urn:xmpp:forward:0"
 NS_DATA = "jabber:x:data"
 
@@ -143,18 +144,29 @@ class Client(slixmpp.ClientXMPP):
                                 f"</value></field>{values}</x></query>", timeout)
 
     async def mam_query(self, room: str, timeout: float = 10) -> list[ET.Element]:
-        """All archived messages of `room` (XEP-0313 v2): the forwarded inner <message>s."""
-        qid = uuid.uuid4().hex
-        start = len(self.received)
-        await self.iq_set(room, f"<query xmlns='{NS_MAM}' queryid='{qid}'/>", timeout)
-        out = []
-        for r in self.received[start:]:
-            res = r.xml.find(f"{{{NS_MAM}}}result")
-            if res is not None and res.get("queryid") == qid:
-                inner = res.find(f"{{{NS_FORWARD}}}forwarded/{{{NS_CLIENT}}}message")
-                if inner is not None:
-                    out.append(inner)
-        return out
+        """All archived messages of `room` (XEP-0313 v2): the forwarded inner <message>s,
+        paged with RSM (XEP-0059) 50 at a time until the server says the set is complete."""
+        out, after = [], None
+        while True:
+            qid = uuid.uuid4().hex
+            start = len(self.received)
+            rsm = f"<set xmlns='{NS_RSM}'><max>50</max>" + (
+                f"<after>{escape(after)}</after>" if after else "") + "</set>"
+            result = await self.iq_set(room, f"<query xmlns='{NS_MAM}' queryid='{qid}'>{rsm}</query>", timeout)
+            page = 0
+            for r in self.received[start:]:
+                res = r.xml.find(f"{{{NS_MAM}}}result")
+                if res is not None and res.get("queryid") == qid:
+                    inner = res.find(f"{{{NS_FORWARD}}}forwarded/{{{NS_CLIENT}}}message")
+                    if inner is not None:
+                        out.append(inner)
+                        page += 1
+            fin = result.find(f"{{{NS_MAM}}}fin")
+            assert fin is not None, xml_str(result)
+            last = fin.findtext(f"{{{NS_RSM}}}set/{{{NS_RSM}}}last")
+            if fin.get("complete") in ("true", "1") or not last or page == 0:
+                return out
+            after = last
 
 
 # --- reading <metadata> --------------------------------------------------------------
