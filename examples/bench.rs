@@ -319,7 +319,7 @@ fn phases(runs: usize, files: &[String]) {
                 let long = w.max(h);
                 let need = |side: u64| (side * 2 * SHRINK_TO as u64).div_ceil(long).max(1) as u16;
                 if need(w) as u64 <= w.div_ceil(8) && need(h) as u64 <= h.div_ceil(8) {
-                    if let Some(dc) = jpeg_dc::decode(&data) {
+                    if let Some(dc) = jpeg_dc::decode(&data, u64::MAX) {
                         return (dc.pixels, dc.width, dc.height, dc.layout, "jpeg_dc");
                     }
                 }

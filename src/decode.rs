@@ -109,7 +109,7 @@ fn jpeg(bytes: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
     // At 1/8 scale only the DC coefficients count: read them alone (most photos), else fall
     // through to jpeg-decoder for whatever that path does not handle.
     if u32::from(need_w) <= header.width.div_ceil(8) && u32::from(need_h) <= header.height.div_ceil(8) {
-        if let Some(dc) = jpeg_dc::decode(bytes) {
+        if let Some(dc) = jpeg_dc::decode(bytes, opts.max_pixels) {
             if (dc.width, dc.height) == (header.width.div_ceil(8), header.height.div_ceil(8)) {
                 return finish(header, &dc.pixels, dc.width, dc.height, dc.layout, opts);
             }

@@ -292,9 +292,9 @@ fn be16(d: &[u8], at: usize) -> Option<usize> {
 }
 
 /// Decodes `bytes` to 1/8 scale from the DC coefficients, or `None` if this reader does not
-/// handle the file (the caller then uses jpeg-decoder). Pixel limits are the caller's: the
-/// memory here is two bytes per block and component plus the output.
-pub fn decode(bytes: &[u8]) -> Option<DcImage> {
+/// handle the file (the caller then uses jpeg-decoder) or its frame has more than `max_pixels`
+/// pixels. The memory here is four bytes per block and component, plus the output.
+pub fn decode(bytes: &[u8], max_pixels: u64) -> Option<DcImage> {
     if bytes.get(..2)? != [0xff, 0xd8] {
         return None;
     }
@@ -353,7 +353,7 @@ pub fn decode(bytes: &[u8]) -> Option<DcImage> {
                     return None;
                 }
                 let (height, width, n) = (be16(seg, 1)?, be16(seg, 3)?, *seg.get(5)? as usize);
-                if width == 0 || height == 0 || !(n == 1 || n == 3) {
+                if width == 0 || height == 0 || !(n == 1 || n == 3) || (width * height) as u64 > max_pixels {
                     return None;
                 }
                 let mut comps = Vec::with_capacity(n);

@@ -54,7 +54,7 @@ fn every_layout_libjpeg_writes_is_read_as_faithfully_as_jpeg_decoder_reads_it() 
     let mut read = 0;
     for (name, bytes) in fixtures() {
         let declined = name.starts_with("cmyk") || name.starts_with("stored-rgb");
-        let Some(dc) = jpeg_dc::decode(&bytes) else {
+        let Some(dc) = jpeg_dc::decode(&bytes, u64::MAX) else {
             assert!(declined, "{name}: jpeg_dc declined a layout it should read");
             continue;
         };
@@ -83,11 +83,11 @@ fn every_layout_libjpeg_writes_is_read_as_faithfully_as_jpeg_decoder_reads_it() 
 #[test]
 fn truncated_or_corrupted_files_are_declined_or_read_never_a_panic() {
     for (name, bytes) in fixtures() {
-        let full = jpeg_dc::decode(&bytes).map(|d| (d.width, d.height));
+        let full = jpeg_dc::decode(&bytes, u64::MAX).map(|d| (d.width, d.height));
         let mut cuts: Vec<usize> = (0..bytes.len()).step_by(97).collect();
         cuts.extend([1, 2, 3, bytes.len() - 2, bytes.len() - 1]);
         for cut in cuts {
-            let outcome = std::panic::catch_unwind(|| jpeg_dc::decode(&bytes[..cut]).map(|d| (d.width, d.height)));
+            let outcome = std::panic::catch_unwind(|| jpeg_dc::decode(&bytes[..cut], u64::MAX).map(|d| (d.width, d.height)));
             let got = outcome.unwrap_or_else(|_| panic!("{name}: panic on the first {cut} bytes"));
             // A file cut inside its scans is declined (the caller falls back to jpeg-decoder,
             // which reports the truncation); only a cut in the trailing bytes may still read.
@@ -105,10 +105,23 @@ fn truncated_or_corrupted_files_are_declined_or_read_never_a_panic() {
                 let at = state as usize % bad.len();
                 bad[at] = (state >> 24) as u8;
             }
-            let outcome = std::panic::catch_unwind(|| jpeg_dc::decode(&bad).map(|d| d.pixels.len() as u64 == d.width as u64 * d.height as u64 * if matches!(d.layout, Layout::Luma) { 1 } else { 3 }));
+            let outcome = std::panic::catch_unwind(|| jpeg_dc::decode(&bad, u64::MAX).map(|d| d.pixels.len() as u64 == d.width as u64 * d.height as u64 * if matches!(d.layout, Layout::Luma) { 1 } else { 3 }));
             let consistent = outcome.unwrap_or_else(|_| panic!("{name}: panic on corruption {i}"));
             assert!(consistent.unwrap_or(true), "{name}: corruption {i} gave pixels of the wrong length");
         }
     }
 }
 
+
+/// Fuzz timeout af8bd652: a 422-byte JPEG declaring 65519 x 61683 grey pixels. Called
+/// directly, the reader allocated 63 M blocks and decoded them (over 10 s); the limit is now
+/// its own, checked at the frame header before any allocation.
+#[test]
+fn a_frame_over_the_pixel_limit_is_declined_before_anything_is_allocated() {
+    let giant = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/regression-jpeg-4gpx-header.jpg")).unwrap();
+    assert!(jpeg_dc::decode(&giant, 50_000_000).is_none());
+    // The limit counts pixels, not blocks: a 203 x 157 file passes at 203 * 157, not one less.
+    let (_, small) = fixtures().into_iter().find(|(n, _)| n == "grey.jpg").unwrap();
+    assert!(jpeg_dc::decode(&small, 203 * 157).is_some());
+    assert!(jpeg_dc::decode(&small, 203 * 157 - 1).is_none());
+}

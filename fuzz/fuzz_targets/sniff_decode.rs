@@ -17,14 +17,14 @@ fuzz_target!(|data: &[u8]| {
     if !is_decodable(mime) {
         return;
     }
+    let header_only = decode(data, mime, false, &opts);
     if mime == "image/jpeg" {
         // The DC-only reader on its own: decode() uses it only for large pictures.
-        if let Some(dc) = media_metadata::jpeg_dc::decode(data) {
+        if let Some(dc) = media_metadata::jpeg_dc::decode(data, opts.max_pixels) {
             let channels = if matches!(dc.layout, media_metadata::blurhash::Layout::Luma) { 1 } else { 3 };
             assert_eq!(dc.pixels.len() as u64, dc.width as u64 * dc.height as u64 * channels);
         }
     }
-    let header_only = decode(data, mime, false, &opts);
     let full = decode(data, mime, true, &opts);
     if let (Ok(h), Ok(f)) = (&header_only, &full) {
         // Both paths read the same header.
