@@ -10,7 +10,6 @@
 
 local st = require "util.stanza";
 local async = require "util.async";
-local promise = require "util.promise";
 local server = require "net.server";
 local serialize = require "util.serialization".serialize;
 local human_units = require "util.human.units";
@@ -204,27 +203,20 @@ local pool = mm.new_pool({
 	user_agent = user_agent;
 });
 
--- util.promise runs a promise's executor on the next tick, and a result can be drained
--- before that; so a job settles this record, which settles its promise whenever it can.
-local function new_pending()
-	local pending = {};
-	pending.promise = promise.new(function (resolve)
-		if pending.settled then
-			resolve(pending.value);
-		else
-			pending.resolve = resolve;
-		end
-	end);
-	return pending;
-end
+-- Job id -> the URL entry of a waiting message (see analyse()). Plain tables and one waiter
+-- per message: Prosody's GC runs a cycle for every few percent the heap grows, so every
+-- kilobyte allocated per message costs the main loop time.
+local jobs = {};
 
-local function settle(pending, value)
-	if pending.settled then return; end
-	pending.settled, pending.value = true, value;
-	if pending.resolve then pending.resolve(value); end
+-- Records a job's outcome and lets its message go on once none of its jobs is left.
+local function finish(entry, done)
+	entry.done = done;
+	local held = entry.held;
+	held.pending = held.pending - 1;
+	if held.pending == 0 then
+		held.resume();
+	end
 end
-
-local jobs = {}; -- job id -> pending, while a message waits for it
 
 local watcher;
 
@@ -243,19 +235,19 @@ local function shutdown(reason)
 		pool = nil;
 	end
 	-- Whoever still waits gets "no metadata" now rather than at its deadline.
-	for id, job in pairs(jobs) do
+	for id, entry in pairs(jobs) do
 		jobs[id] = nil;
-		settle(job, { id = id, err = reason });
+		finish(entry, { id = id, err = reason });
 	end
 end
 
 local function drain()
 	if not pool then return; end
 	for _, done in ipairs(pool:drain()) do
-		local job = jobs[done.id];
-		if job then
+		local entry = jobs[done.id];
+		if entry then
 			jobs[done.id] = nil;
-			settle(job, done);
+			finish(entry, done);
 		else
 			module:log("debug", "Discarding the result of job %s: its message has gone on", done.id);
 		end
@@ -331,6 +323,18 @@ local function metadata_element(result)
 	return metadata;
 end
 
+-- Whether any top-level child is oob or metadata: for most messages, this scan is all the
+-- work done (no allocation, so nothing for the GC either).
+local function has_ours(stanza)
+	for _, child in ipairs(stanza.tags) do
+		local xmlns = child.attr.xmlns;
+		if xmlns == xmlns_oob or xmlns == xmlns_metadata then
+			return true;
+		end
+	end
+	return false;
+end
+
 -- Drops <metadata> in our namespace that the sender put there (in any oob and at the top
 -- level) and returns the distinct http(s) URLs with the oob elements that carry them.
 local function strip_and_collect(stanza)
@@ -387,6 +391,10 @@ end
 local function after_wait(origin)
 	local conn = origin and origin.conn;
 	if type(conn) ~= "table" then return; end
+	-- Only a read puts data there, and a paused connection is not read: nothing buffered now
+	-- (the usual case) means no timer is needed.
+	local ok, buffered = pcall(function () return conn.conn:dirty(); end);
+	if not (ok and buffered) then return; end
 	local until_ = time_now() + deadline + 1;
 	module:add_timer(0, function ()
 		local ok, again = pcall(read_buffered, conn);
@@ -400,6 +408,7 @@ end
 
 local function analyse(event)
 	local stanza = event.stanza;
+	if not has_ours(stanza) then return; end
 	local wanted = strip_and_collect(stanza);
 	if not wanted[1] then return; end
 	if not pool then return; end -- shut down after a failure
@@ -409,33 +418,31 @@ local function analyse(event)
 	end
 
 	local started = time_now();
-	local promises = {};
+	local wait, resume = async.waiter(1, true); -- resumed by the last result or the deadline
+	local held = { pending = 0, resume = resume };
 	for _, entry in ipairs(wanted) do
 		local id, err = pool:submit(entry.url);
 		if id then
-			entry.id, entry.job = id, new_pending();
-			jobs[id] = entry.job;
-			promises[#promises+1] = entry.job.promise;
+			entry.id, entry.held = id, held;
+			jobs[id] = entry;
+			held.pending = held.pending + 1;
 		else
 			module:log("debug", "Not analysing %s: %s", entry.url, err);
 			count("not_queued");
 		end
 	end
-	if not promises[1] then return; end
+	if held.pending == 0 then return; end
 
-	local deadline_passed = new_pending();
-	local timer = module:add_timer(deadline, function ()
-		settle(deadline_passed, true);
-	end);
-	async.wait_for(promise.race({ promise.all_settled(promises), deadline_passed.promise }));
+	local timer = module:add_timer(deadline, resume);
+	wait();
 	timer:stop();
 	after_wait(event.origin);
 	held_for:sample(time_now() - started);
 
 	for _, entry in ipairs(wanted) do
-		if entry.job then
+		if entry.held then
 			jobs[entry.id] = nil; -- a result after the deadline is discarded
-			local done = entry.job.value;
+			local done = entry.done;
 			local metadata = done and done.result and metadata_element(done.result);
 			if done and done.result and done.result.note then
 				-- Why a field is missing (say, no blurhash past max_bytes): for the admin only.
@@ -451,8 +458,8 @@ local function analyse(event)
 				module:log("debug", "Nothing known about %s", entry.url);
 				count("unknown");
 			else
-				for _, oob in ipairs(entry.oobs) do
-					oob:add_direct_child(st.clone(metadata));
+				for i, oob in ipairs(entry.oobs) do
+					oob:add_direct_child(i == 1 and metadata or st.clone(metadata));
 				end
 				count("metadata");
 			end

@@ -300,18 +300,71 @@ describe("mod_muc_media_metadata", function ()
 		assert.truthy(module:logged("debug", "Discarding the result of job"));
 	end);
 
-	it("keeps a result drained before Prosody's next tick has run the promise executors", function ()
+	it("lets the message go on from the fd callback itself, not a tick later", function ()
 		local _, pool, handler = load();
 		local stanza = groupchat(oob(photo));
 		local async = require "util.async";
 		local state = { done = false };
 		local runner = async.runner(function (e) handler(e); state.done = true; end);
-		runner:run(event_for(stanza)); -- no flush: executors are still queued
+		runner:run(event_for(stanza));
 		pool:complete(photo, { bytes = 3 });
-		stand_ins.server.watchers[1]:onreadable();
-		stand_ins.flush();
+		stand_ins.server.watchers[1]:onreadable(); -- no flush: queued ticks have not run
 		assert.is_true(state.done);
 		assert.equal("3", metadata_of(oobs_of(stanza)[1]):get_child_text("bytes"));
+	end);
+
+	it("does nothing for a message without oob or metadata, and allocates nothing", function ()
+		local _, pool, handler = load();
+		local event = event_for(groupchat("<active xmlns='http://jabber.org/protocol/chatstates'/>"));
+		handler(event);
+		collectgarbage("collect");
+		collectgarbage("stop");
+		local before = collectgarbage("count");
+		for _ = 1, 100 do handler(event); end
+		local after = collectgarbage("count");
+		collectgarbage("restart");
+		assert.equal(before, after);
+		assert.equal(0, #pool.submitted);
+	end);
+
+	-- COMPAT (see after_wait in the plugin): data LuaSocket buffered before mod_c2s paused the
+	-- connection is read once it reads again.
+	describe("after the wait, a connection with buffered data", function ()
+		local function session(buffered)
+			local conn = { _wantread = false, reads = 0 };
+			conn.conn = { dirty = function () return buffered; end };
+			function conn:onreadable() self.reads = self.reads + 1; end
+			return { conn = conn };
+		end
+
+		local function analysed(module, pool, handler, origin)
+			local event = event_for(groupchat(oob(photo)));
+			event.origin = origin;
+			local state = stand_ins.run_in_runner(handler, event);
+			pool:complete(photo, { bytes = 1 });
+			wake();
+			assert.is_true(state.done);
+			return module.timers;
+		end
+
+		it("is read once the connection reads again", function ()
+			local module, pool, handler = load();
+			local origin = session(true);
+			local timers = analysed(module, pool, handler, origin);
+			assert.equal(2, #timers); -- the deadline's, and this one
+			assert.equal(0, timers[2].delay);
+			assert.equal(0.01, timers[2]:fire()); -- still paused: look again soon
+			assert.equal(0, origin.conn.reads);
+			origin.conn._wantread = true;
+			assert.is_nil(timers[2]:fire());
+			assert.equal(1, origin.conn.reads);
+		end);
+
+		it("is not looked for when nothing is buffered (no timer)", function ()
+			local module, pool, handler = load();
+			local timers = analysed(module, pool, handler, session(false));
+			assert.equal(1, #timers); -- the deadline's only
+		end);
 	end);
 
 	it("passes the message on at once without metadata when the queue is full", function ()

@@ -38,14 +38,12 @@ local moduleapi = require "core.moduleapi";
 local format = require "util.format".format;
 local xml = require "util.xml";
 local async = require "util.async";
-local promise = require "util.promise";
 
--- Prosody runs promise executors and async resumptions on the next tick of its timer, not
--- at once; queue them so tests see the same ordering and can drive it.
+-- Prosody runs some async work (a runner's next queued item) on the next tick of its timer,
+-- not at once; queue it so tests see the same ordering and can drive it.
 local ticks = {};
 local function next_tick(f) table.insert(ticks, f); end
 async.set_nexttick(next_tick);
-promise.set_nexttick(next_tick);
 
 function stand_ins.flush()
 	while ticks[1] do
