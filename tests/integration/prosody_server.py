@@ -43,9 +43,10 @@ def install_plugin(dest: Path, plugin_lua: Path, library: Path) -> Path:
 
 class ProsodyServer:
     def __init__(self, version: str, workdir: Path, plugin_paths: list[Path], with_plugin: bool,
-                 *, admin_shell: bool = False, extra_config: str = ""):
+                 *, admin_shell: bool = False, extra_config: str = "", log_level: str = "debug"):
         """admin_shell: also enable mod_admin_shell (and its admin_socket), for `shell()`.
-        extra_config: Lua appended to the config (say, another Component)."""
+        extra_config: Lua appended to the config (say, another Component).
+        log_level: the least level written to prosody.log (tests read debug lines)."""
         if version not in BINARIES:
             raise ValueError(f"unknown Prosody version {version!r}: use one of {sorted(BINARIES)}")
         self.version = version
@@ -55,6 +56,7 @@ class ProsodyServer:
                 raise FileNotFoundError(f"{b} is missing: run scripts/setup")
         self.dir = workdir
         self.plugin_paths = plugin_paths
+        self.log_level = log_level
         self.with_plugin = with_plugin
         self.admin_shell = admin_shell
         self.extra_config = extra_config
@@ -91,7 +93,7 @@ s2s_direct_tls_ports = {{ }}
 legacy_ssl_ports = {{ }}
 component_ports = {{ }}
 
-log = {{ debug = {lua_str(self.log_file)} }}
+log = {{ {self.log_level} = {lua_str(self.log_file)} }}
 
 modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "time"; "version"{'; "admin_shell"' if self.admin_shell else ""} }}
 modules_disabled = {{ "s2s"; "tls"; "offline" }}
