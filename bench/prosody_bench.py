@@ -91,20 +91,12 @@ async def throughput(a: Client, b: Client, room: str, n: int) -> float:
     return n / (time.monotonic() - t0)
 
 
-async def wait_from(b: Client, room: str, marker: str, start: int, timeout: float):
-    """b.wait_groupchat, scanning only what arrived after index `start` (B holds thousands)."""
-    def pred(el):
-        return (el.get("type") == "groupchat" and el.get("from", "").startswith(room + "/")
-                and marker in (el.findtext("{jabber:client}body") or ""))
-    return await b.wait_for(pred, timeout, marker, start)
-
-
 async def ping(a: Client, b: Client, room: str) -> float:
     marker = uuid.uuid4().hex
     start = len(b.received)
     t0 = time.monotonic()
     a.send_groupchat(room, marker)
-    got = await wait_from(b, room, marker, start, 30)
+    got = await b.wait_groupchat(room, marker, 30, start)
     return got.at - t0
 
 
@@ -246,7 +238,7 @@ async def load(c2s_port: int, media_port: int, domain: str, rate: float, n: int 
             marker = uuid.uuid4().hex
             start = len(c.received)
             c.send_groupchat(room, marker, oob_xml(url))
-            got = await wait_from(c, room, marker, start, 60)
+            got = await c.wait_groupchat(room, marker, 60, start)
             back.append(oob_metadata(got.xml))
     tasks = [asyncio.ensure_future(one(i, c, r)) for i, (c, r) in enumerate(zip(senders, rooms))]
     print("ready", flush=True)

@@ -375,15 +375,24 @@ end
 -- LuaSocket has already buffered: a client that sent more stanzas in one go would stall until
 -- it sends something else. So once the wait is over, process such data if the connection is
 -- reading again (if it is still paused, the wait that paused it schedules this again).
-local function read_buffered(conn)
+-- Whether LuaSocket holds data read for `conn` that Prosody has not seen; nil if `conn` is
+-- closed or not a server_epoll connection.
+local function buffered(conn)
 	local sock = conn.conn;
-	if not (sock and sock.dirty and conn.onreadable) then
+	if sock and sock.dirty and conn.onreadable then
+		return sock:dirty();
+	end
+end
+
+local function read_buffered(conn)
+	local dirty = buffered(conn);
+	if dirty == nil then
 		return; -- closed, or not a server_epoll connection
 	end
 	if not conn._wantread then
 		return 0.01; -- still paused: the session's runner has more to do first
 	end
-	if sock:dirty() then
+	if dirty then
 		conn:onreadable();
 	end
 end
@@ -393,8 +402,8 @@ local function after_wait(origin)
 	if type(conn) ~= "table" then return; end
 	-- Only a read puts data there, and a paused connection is not read: nothing buffered now
 	-- (the usual case) means no timer is needed.
-	local ok, buffered = pcall(function () return conn.conn:dirty(); end);
-	if not (ok and buffered) then return; end
+	local ok, dirty = pcall(buffered, conn);
+	if not (ok and dirty) then return; end
 	local until_ = time_now() + deadline + 1;
 	module:add_timer(0, function ()
 		local ok, again = pcall(read_buffered, conn);

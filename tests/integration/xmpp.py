@@ -89,13 +89,14 @@ class Client(slixmpp.ClientXMPP):
                                                for r in self.received[-8:]))
             await asyncio.sleep(0.005)
 
-    async def wait_groupchat(self, room: str, marker: str, timeout: float = 10) -> Received:
-        """The groupchat message from `room` whose body contains `marker`."""
+    async def wait_groupchat(self, room: str, marker: str, timeout: float = 10, start: int = 0) -> Received:
+        """The groupchat message from `room` whose body contains `marker`, recorded at index
+        `start` or later (a client that holds thousands can skip what it has seen)."""
         def pred(el):
             return (el.tag == f"{{{NS_CLIENT}}}message" and el.get("type") == "groupchat"
                     and el.get("from", "").startswith(room + "/")
                     and marker in (el.findtext(f"{{{NS_CLIENT}}}body") or ""))
-        return await self.wait_for(pred, timeout, f"groupchat message {marker!r} from {room}")
+        return await self.wait_for(pred, timeout, f"groupchat message {marker!r} from {room}", start)
 
     # --- MUC ------------------------------------------------------------------------
 
