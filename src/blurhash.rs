@@ -8,6 +8,7 @@
 
 use once_cell::sync::Lazy;
 
+use crate::background;
 use crate::error::{Error, Result};
 
 /// The long side of the picture the encoder sees. 4x3 (even 9x9) components need far less.
@@ -160,6 +161,7 @@ impl Shrinker {
 
     /// Adds stored row `y` (`width` pixels of the layout; extra bytes are ignored).
     pub fn add_row(&mut self, y: u32, row: &[u8]) {
+        background::yield_point();
         let lin = &*SRGB_TO_LINEAR;
         let base = self.rows.cell_of[y as usize] * self.row_stride;
         let ch = self.layout.channels();

@@ -9,6 +9,7 @@ use std::io::Cursor;
 
 use image::{metadata::Orientation, DynamicImage, GenericImageView, ImageDecoder, ImageFormat};
 
+use crate::background::Yielding;
 use crate::blurhash::{self, Layout, Shrinker, Shrunk, SHRINK_TO};
 use crate::error::{Error, Result};
 use crate::jpeg_dc;
@@ -90,7 +91,7 @@ fn hash(header: Header, shrunk: Shrunk, opts: &Options) -> DecodeResult {
 const JPEG_LONG_SIDE: u32 = 4 * SHRINK_TO;
 
 fn jpeg(bytes: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
-    let mut decoder = jpeg_decoder::Decoder::new(bytes);
+    let mut decoder = jpeg_decoder::Decoder::new(Yielding::new(bytes));
     decoder.set_max_decoding_buffer_size(usize::try_from(pixel_memory(opts)).unwrap_or(usize::MAX));
     decoder.read_info()?;
     let info = decoder.info().ok_or("no frame header")?;
@@ -142,7 +143,7 @@ fn jpeg(bytes: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
 }
 
 fn with_image(bytes: &[u8], format: ImageFormat, want_hash: bool, opts: &Options) -> DecodeResult {
-    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
+    let mut reader = image::ImageReader::with_format(Yielding::new(Cursor::new(bytes)), format);
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(pixel_memory(opts));
     reader.limits(limits);

@@ -9,6 +9,7 @@
 //! this reader does not like (a truncated or malformed scan), gets `None`, and the caller
 //! decodes with jpeg-decoder as before.
 
+use crate::background;
 use crate::blurhash::Layout;
 
 /// Pixels at 1/8 scale: `ceil(width / 8)` x `ceil(height / 8)` of `layout` (Luma or Rgb).
@@ -459,6 +460,7 @@ fn decode_scan(
     };
     let mut left = restart_interval;
     for my in 0..mcus_y {
+        background::yield_point();
         for mx in 0..mcus_x {
             if restart_interval != 0 {
                 if left == 0 {

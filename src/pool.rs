@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::analyze::{analyze, Metadata};
+use crate::background;
 use crate::error::{Error, Result};
 use crate::fetch::Fetcher;
 use crate::options::PoolOptions;
@@ -166,29 +167,8 @@ impl Drop for Pool {
     }
 }
 
-/// How much nicer than Prosody the workers are where SCHED_IDLE is refused (see
-/// `run_in_background`).
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-const WORKER_NICE: i32 = 10;
-
-/// Puts the calling worker thread in the background: SCHED_IDLE, so it runs only on CPU time
-/// that nothing else wants, and a woken Prosody takes the CPU from it at once (a nice value
-/// alone leaves the main loop waiting out the worker's time slice). On a saturated machine an
-/// analysis then waits, at worst past the deadline, and the message goes out without metadata.
-/// Failures leave the thread as it was: there is nothing to report them to.
-fn run_in_background() {
-    // On Linux both belong to the thread, not the process: this changes the worker's alone.
-    #[cfg(target_os = "linux")]
-    unsafe {
-        let current = libc::getpriority(libc::PRIO_PROCESS, 0);
-        libc::setpriority(libc::PRIO_PROCESS, 0, (current + WORKER_NICE).min(19));
-        let param = libc::sched_param { sched_priority: 0 };
-        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
-    }
-}
-
 fn work(rx: &Mutex<Receiver<Job>>, shared: &Shared, fetcher: &Fetcher) {
-    run_in_background();
+    background::enter();
     loop {
         let job = match rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
             Ok(job) => job,

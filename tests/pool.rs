@@ -118,3 +118,39 @@ fn workers_run_in_the_background_and_the_caller_does_not() {
     assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_OTHER, "the caller's own policy is unchanged");
     drop(p);
 }
+
+/// Kernels with lazy preemption leave a woken Prosody waiting for the next tick (4 ms at
+/// 250 Hz) behind a worker that stays in user space; every decode path must offer the core
+/// on its own (src/background.rs). Counted, not timed: a path without yield points gives 0.
+#[test]
+fn workers_offer_their_core_while_decoding() {
+    use media_metadata::{background, decode::decode, jpeg_dc};
+    let (large, small, png) = (jpeg(&photo(2400, 1800)), jpeg(&photo(1200, 900)), png(&photo(1200, 900)));
+    type Path = (&'static str, Box<dyn Fn() + Send>);
+    let paths: [Path; 3] = [
+        // The DC-only scan alone, without the shrink (which has yield points of its own).
+        ("DC-only JPEG scan", Box::new(move || assert!(jpeg_dc::decode(&large, u64::MAX).is_some()))),
+        ("jpeg-decoder", Box::new(move || assert!(decode(&small, "image/jpeg", true, &Options::default()).unwrap().blurhash.is_some()))),
+        ("image crate (PNG)", Box::new(move || assert!(decode(&png, "image/png", true, &Options::default()).unwrap().blurhash.is_some()))),
+    ];
+    for (what, run) in &paths {
+        run();
+        assert_eq!(background::yields(), 0, "{what}: a thread that is not a worker never yields");
+    }
+    std::thread::spawn(move || {
+        background::enter();
+        for (what, run) in &paths {
+            let (before, t) = (background::yields(), Instant::now());
+            let mut runs = 0;
+            // Long enough for several yield points, whatever the build's speed.
+            while t.elapsed() < 20 * background::YIELD_EVERY {
+                run();
+                runs += 1;
+            }
+            let yields = background::yields() - before;
+            assert!(yields >= 3, "{what}: {yields} yields in {runs} runs over {:?}", t.elapsed());
+        }
+    })
+    .join()
+    .unwrap();
+}
