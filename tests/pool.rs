@@ -154,3 +154,29 @@ fn workers_offer_their_core_while_decoding() {
     .join()
     .unwrap();
 }
+
+/// The reader that puts yield points into decoders we cannot edit: one per 16 KiB read, once
+/// `YIELD_EVERY` has passed (the sleeps make sure it has).
+#[test]
+fn the_yielding_reader_offers_the_core_every_16_kib() {
+    use media_metadata::background::{self, Yielding};
+    use std::io::Read;
+    std::thread::spawn(|| {
+        background::enter();
+        let data = vec![7u8; 1 << 20];
+        let mut reader = Yielding::new(&data[..]);
+        let (before, mut buf, mut total) = (background::yields(), [0u8; 4096], 0);
+        loop {
+            let n = reader.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            total += n;
+            std::thread::sleep(background::YIELD_EVERY / 2);
+        }
+        assert_eq!(total, data.len());
+        assert_eq!(background::yields() - before, (data.len() / (16 * 1024)) as u64);
+    })
+    .join()
+    .unwrap();
+}
