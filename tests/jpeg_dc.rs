@@ -112,7 +112,6 @@ fn truncated_or_corrupted_files_are_declined_or_read_never_a_panic() {
     }
 }
 
-
 /// Fuzz timeout af8bd652: a 422-byte JPEG declaring 65519 x 61683 grey pixels. Called
 /// directly, the reader allocated 63 M blocks and decoded them (over 10 s); the limit is now
 /// its own, checked at the frame header before any allocation.
