@@ -1,5 +1,6 @@
-"""mod_muc_media_metadata in a real Prosody: what it costs messages that carry no URL, and
-what analyses on the worker threads cost everybody else's messages.
+"""mod_muc_media_metadata in a real Prosody: what it costs messages that carry no URL, what
+analyses on the worker threads cost everybody else's messages, and what each kind of message
+allocates.
 
   .venv/bin/python bench/prosody_bench.py [--prosody 13|0.12] [--rounds 4] [--messages 1000]
                                           [--samples 1000]
@@ -20,16 +21,24 @@ components in the same process: plain.localhost (mod_muc_mam) and meta.localhost
     - analysing: 16 other sessions, each in a room of its own on meta.localhost, keep 16
       analyses of a 12 MP JPEG in flight (each sends the next message once its last came
       back), as fast as the workers finish them;
-    - same traffic without the module: the same 16 sessions send the same messages at the
-      same rate to rooms on plain.localhost. Prosody's own work for those messages (stanzas,
-      MUC, MAM, and the GC runs that their garbage brings) is in this row too; the ratio of
-      "analysing" to it is what the module adds.
+    - the same messages without the module: the same 16 sessions send, at the same rate, to
+      rooms on plain.localhost, the very stanzas the rooms broadcast and archived in
+      "analysing": the URL and the <metadata> the module added, now put there by the
+      sender. Prosody's own work for those messages (stanzas, MUC, MAM, and the GC runs that
+      their garbage brings) is in this row; the ratio of "analysing" to it is what the
+      module's analysis adds on top of what its output costs.
     Target: p99 analysing within 1.5x of idle.
     The 16 senders run in a process of their own and the JPEG is served by another (python
     -m http.server, a unique query string a request so that the module's cache never
     answers); both stand in for remote machines and run 10 steps nicer, so that they take
     CPU time from Prosody and the measuring clients last (but before the module's workers,
     which run as SCHED_IDLE: the senders must keep 16 analyses in flight).
+(c) Lua heap allocated on the main thread per message, for one sender alone in a room,
+    collector stopped while 200 messages go through (counted with collectgarbage("count")
+    through mod_admin_shell): text; a URL; a URL with the metadata already in it, each on
+    plain.localhost; text and an analysed URL on meta.localhost. Prosody's GC work grows with
+    these bytes (by default a cycle for every 5% the heap grows), and they do not depend on
+    what else the machine is doing.
 """
 
 import argparse
@@ -43,6 +52,7 @@ import sys
 import tempfile
 import time
 import uuid
+from xml.sax.saxutils import escape
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +61,7 @@ sys.path.insert(0, str(REPO / "tests/integration"))
 from PIL import Image  # noqa: E402
 
 from prosody_server import ProsodyServer, free_port, install_plugin  # noqa: E402
-from xmpp import Client, oob_metadata, oob_xml  # noqa: E402
+from xmpp import NS_META, Client, oob_metadata, oob_xml  # noqa: E402
 
 PASSWORD = "bench"
 COMPONENTS = """
@@ -131,12 +141,17 @@ async def latency(a: Client, b: Client, room: str, n: int) -> list[float]:
     return out
 
 
+def metadata_xml(fields: list[tuple[str, str]]) -> str:
+    """<metadata> with these children, as the module writes it."""
+    return f"<metadata xmlns='{NS_META}'>" + "".join(f"<{k}>{escape(v)}</{k}>" for k, v in fields) + "</metadata>"
+
+
 class Load:
     """The 16 senders' process (`--load`), started and stopped around a latency phase."""
 
-    def __init__(self, c2s_port: int, media_port: int, domain: str, rate: float = 0.0):
+    def __init__(self, c2s_port: int, media_port: int, domain: str, rate: float = 0.0, metadata: str = ""):
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--load", str(c2s_port), str(media_port), domain, str(rate)],
+            [sys.executable, __file__, "--load", str(c2s_port), str(media_port), domain, str(rate), metadata],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, preexec_fn=remote)
         if self.proc.stdout.readline().strip() != "ready":
             raise RuntimeError("the 16 senders did not start")
@@ -158,7 +173,7 @@ async def main(args):
     plugins.mkdir()
     install_plugin(plugins, REPO / "lua/mod_muc_media_metadata.lua", Path(args.library))
     server = ProsodyServer(args.prosody, work, [plugins], with_plugin=False, extra_config=COMPONENTS,
-                           log_level="info")
+                           log_level="info", admin_shell=True)
     server.start()
     clients = []
     try:
@@ -187,13 +202,13 @@ async def main(args):
         med = {k: statistics.median(v) for k, v in rates.items()}
         ratio = med["meta"] / med["plain"]
 
-        # (b) latency: idle; memory co-runners; while 16 analyses are in flight; the same traffic
+        # (b) latency: idle; memory co-runners; while 16 analyses are in flight; the same messages
         # without the module. A new room for each state: from 10,000 messages on (Prosody's
         # default storage_archive_item_limit) mod_muc_mam rewrites a room's whole archive file
         # every hundred messages, stalls of 20-90 ms that would land in whichever state crossed
         # the line (the throughput rounds alone leave over 8,000 in theirs).
         lat, loads = {}, {}
-        for state in ("idle", "memory co-runners", "analysing", "same traffic"):
+        for state in ("idle", "memory co-runners", "analysing", "same messages"):
             room = f"bench-{uuid.uuid4().hex[:6]}@meta.localhost"
             await a.join(room, "A")
             await b.join(room, "B")
@@ -202,8 +217,9 @@ async def main(args):
                 streams = [subprocess.Popen([sys.executable, __file__, "--stream", "4"]) for _ in range(2)]
             elif state == "analysing":
                 load = Load(server.c2s_port, port, "meta")
-            elif state == "same traffic":
-                load = Load(server.c2s_port, port, "plain", loads["analysing"]["rate"])
+            elif state == "same messages":
+                load = Load(server.c2s_port, port, "plain", loads["analysing"]["rate"],
+                            metadata_xml(loads["analysing"]["metadata"]))
             await asyncio.sleep(1)
             await latency(a, b, room, 100)  # unmeasured: what is left over from the state before
             lat[state] = await latency(a, b, room, args.samples)
@@ -212,7 +228,8 @@ async def main(args):
             for proc in streams:
                 proc.kill()
                 proc.wait()
-        busy, control = loads["analysing"], loads["same traffic"]
+        busy, control = loads["analysing"], loads["same messages"]
+        heap = await allocation(server, a, port, metadata_xml(busy["metadata"]))
 
         p = {k: (pct(v, 50) * 1000, pct(v, 99) * 1000) for k, v in lat.items()}
         p99_ratio = p["analysing"][1] / p["idle"][1]
@@ -225,18 +242,22 @@ async def main(args):
         print(f"    rounds plain: {', '.join(f'{x:.0f}' for x in rates['plain'])}; "
               f"meta: {', '.join(f'{x:.0f}' for x in rates['meta'])}")
         print(f"{'(b) plain-message latency (ms)':34} {'idle':>15} {'16 analysing':>12} {'ratio':>7}  "
-              f"{'same traffic, no module':>23} {'ratio':>7}")
+              f"{'same messages, no module':>24} {'ratio':>7}")
         for i, name in ((0, "p50"), (1, "p99")):
             line = (f"    {name:30} {p['idle'][i]:15.2f} {p['analysing'][i]:12.2f} "
-                    f"{p['analysing'][i] / p['idle'][i]:7.2f}  {p['same traffic'][i]:23.2f} "
-                    f"{p['analysing'][i] / p['same traffic'][i]:7.2f}")
+                    f"{p['analysing'][i] / p['idle'][i]:7.2f}  {p['same messages'][i]:24.2f} "
+                    f"{p['analysing'][i] / p['same messages'][i]:7.2f}")
             print(line + (f"  analysing/idle <= 1.5: {ok(p99_ratio <= 1.5)}" if i == 1 else ""))
         floor = p["memory co-runners"]
         print(f"    memory co-runners, no traffic: p50 {floor[0]:.2f} ms, p99 {floor[1]:.2f} ms "
               f"({floor[1] / p['idle'][1]:.2f}x idle): the floor under \"analysing\" on this machine")
         print(f"    analysing: {busy['sent']} 12 MP JPEG messages in {busy['seconds']:.1f} s "
               f"({busy['rate']:.0f}/s), {busy['with_metadata']} came back with full metadata; "
-              f"same traffic: {control['sent']} in {control['seconds']:.1f} s ({control['rate']:.0f}/s)")
+              f"same messages: {control['sent']} in {control['seconds']:.1f} s ({control['rate']:.0f}/s)")
+        print(f"    same messages without the module, over idle: p99 {p['same messages'][1] / p['idle'][1]:.2f}x")
+        print("(c) Lua heap allocated per message (KB), one sender, collector stopped")
+        for name, kb in heap.items():
+            print(f"    {name:58} {kb:6.1f}")
     finally:
         for c in clients:
             await c.stop()
@@ -245,11 +266,49 @@ async def main(args):
         media.wait()
 
 
-async def load(c2s_port: int, media_port: int, domain: str, rate: float, n: int = 16):
+async def allocation(server: ProsodyServer, a: Client, media_port: int, md: str, n: int = 200) -> dict:
+    """(c): KB of Lua heap allocated per message of each kind, collector stopped meanwhile; `md`
+    is the <metadata> the module added in "analysing"."""
+
+    def url():
+        return f"http://127.0.0.1:{media_port}/big.jpg?{uuid.uuid4().hex}"
+    kinds = {
+        "text, module not loaded": ("plain", lambda: ""),
+        "text, module loaded": ("meta", lambda: ""),
+        "a URL, module not loaded": ("plain", lambda: oob_xml(url())),
+        "a URL and <metadata> from the sender, module not loaded": ("plain", lambda: oob_xml(url(), md)),
+        "a URL that the module analyses": ("meta", lambda: oob_xml(url())),
+    }
+
+    def heap_kb() -> float:
+        return float(server.shell("> return collectgarbage('count')").stdout.split()[-1])
+
+    async def send(room, extra, count):
+        for _ in range(count):
+            marker, start = uuid.uuid4().hex, len(a.received)
+            a.send_groupchat(room, marker, extra())
+            await a.wait_groupchat(room, marker, 60, start)
+    out = {}
+    for name, (domain, extra) in kinds.items():
+        room = f"heap-{uuid.uuid4().hex[:6]}@{domain}.localhost"
+        await a.join(room, "A")
+        await send(room, extra, 20)  # the room's first messages make its archive and history
+        server.shell("> collectgarbage('collect'); collectgarbage('stop')")
+        try:
+            before = heap_kb()
+            await send(room, extra, n)
+            out[name] = (heap_kb() - before) / n
+        finally:
+            server.shell("> collectgarbage('restart')")
+    return out
+
+
+async def load(c2s_port: int, media_port: int, domain: str, rate: float, metadata: str, n: int = 16):
     """The 16 senders (`--load`): each in a room of its own on `domain`, each sending a 12 MP
-    JPEG URL and waiting for the message to come back before the next; at most `rate` messages
-    a second in all if rate > 0. Prints "ready" once all are in; when stdin closes, a JSON
-    line: how many were sent, in how many seconds, and how many came back with full metadata."""
+    JPEG URL (in its oob element, with `metadata` beside it) and waiting for the message to
+    come back before the next; at most `rate` messages a second in all if rate > 0. Prints
+    "ready" once all are in; when stdin closes, a JSON line: how many were sent, in how many
+    seconds, how many came back with full metadata, and the first one's metadata."""
     senders = [await Client(f"carol@localhost/{uuid.uuid4().hex[:6]}", PASSWORD).start(c2s_port)
                for _ in range(n)]
     rooms = [f"busy-{uuid.uuid4().hex[:6]}@{domain}.localhost" for _ in senders]
@@ -269,7 +328,7 @@ async def load(c2s_port: int, media_port: int, domain: str, rate: float, n: int 
             url = f"http://127.0.0.1:{media_port}/big.jpg?{uuid.uuid4().hex}"
             marker = uuid.uuid4().hex
             start = len(c.received)
-            c.send_groupchat(room, marker, oob_xml(url))
+            c.send_groupchat(room, marker, oob_xml(url, metadata))
             got = await c.wait_groupchat(room, marker, 60, start)
             back.append(oob_metadata(got.xml))
     tasks = [asyncio.ensure_future(one(i, c, r)) for i, (c, r) in enumerate(zip(senders, rooms))]
@@ -280,7 +339,7 @@ async def load(c2s_port: int, media_port: int, domain: str, rate: float, n: int 
     await asyncio.gather(*tasks)
     with_md = sum(1 for md in back if md and md[0][1] and dict(md[0][1]).get("width") == "4000")
     print(json.dumps({"sent": len(back), "seconds": seconds, "rate": len(back) / seconds,
-                      "with_metadata": with_md}), flush=True)
+                      "with_metadata": with_md, "metadata": back[0][0][1] if back else None}), flush=True)
     for c in senders:
         await c.stop()
 
@@ -293,13 +352,13 @@ if __name__ == "__main__":
     ap.add_argument("--samples", type=int, default=1000, help="latency samples a state")
     ap.add_argument("--library", default=str(REPO / "target/release/libmedia_metadata.so"))
     ap.add_argument("--stream", type=int, metavar="MIB", help=argparse.SUPPRESS)  # a co-runner
-    ap.add_argument("--load", nargs=4, metavar=("C2S_PORT", "MEDIA_PORT", "DOMAIN", "RATE"),
+    ap.add_argument("--load", nargs=5, metavar=("C2S_PORT", "MEDIA_PORT", "DOMAIN", "RATE", "METADATA"),
                     help=argparse.SUPPRESS)  # the 16 senders' own process, started by main()
     args = ap.parse_args()
     if args.stream:
         stream(args.stream)
     elif args.load:
-        c2s, media_port, domain, rate = args.load
-        asyncio.run(load(int(c2s), int(media_port), domain, float(rate)))
+        c2s, media_port, domain, rate, metadata = args.load
+        asyncio.run(load(int(c2s), int(media_port), domain, float(rate), metadata))
     else:
         asyncio.run(main(args))
