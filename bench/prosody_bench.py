@@ -61,7 +61,7 @@ sys.path.insert(0, str(REPO / "tests/integration"))
 from PIL import Image  # noqa: E402
 
 from prosody_server import ProsodyServer, free_port, install_plugin  # noqa: E402
-from xmpp import NS_META, Client, oob_metadata, oob_xml  # noqa: E402
+from xmpp import NS_META, Client, Received, oob_metadata, oob_xml  # noqa: E402
 
 PASSWORD = "bench"
 COMPONENTS = """
@@ -103,6 +103,19 @@ async def throughput(a: Client, b: Client, room: str, n: int) -> float:
     got = sum(1 for r in b.received[start:] if (r.xml.findtext("{jabber:client}body") or "").startswith(tag))
     assert got == n, (got, n)
     return n / (time.monotonic() - t0)
+
+
+def jpeg_url(media_port: int) -> str:
+    """The 12 MP JPEG, with a query string of its own so that the module's cache never answers."""
+    return f"http://127.0.0.1:{media_port}/big.jpg?{uuid.uuid4().hex}"
+
+
+async def echo(c: Client, room: str, extra_xml: str) -> Received:
+    """Sends a message (a new marker as its body, `extra_xml` beside it) to `room` and waits
+    for the room to send it back to `c`."""
+    marker, start = uuid.uuid4().hex, len(c.received)
+    c.send_groupchat(room, marker, extra_xml)
+    return await c.wait_groupchat(room, marker, 60, start)
 
 
 async def ping(a: Client, b: Client, room: str) -> float:
@@ -269,15 +282,12 @@ async def main(args):
 async def allocation(server: ProsodyServer, a: Client, media_port: int, md: str, n: int = 200) -> dict:
     """(c): KB of Lua heap allocated per message of each kind, collector stopped meanwhile; `md`
     is the <metadata> the module added in "analysing"."""
-
-    def url():
-        return f"http://127.0.0.1:{media_port}/big.jpg?{uuid.uuid4().hex}"
     kinds = {
         "text, module not loaded": ("plain", lambda: ""),
         "text, module loaded": ("meta", lambda: ""),
-        "a URL, module not loaded": ("plain", lambda: oob_xml(url())),
-        "a URL and <metadata> from the sender, module not loaded": ("plain", lambda: oob_xml(url(), md)),
-        "a URL that the module analyses": ("meta", lambda: oob_xml(url())),
+        "a URL, module not loaded": ("plain", lambda: oob_xml(jpeg_url(media_port))),
+        "a URL and <metadata> from the sender, module not loaded": ("plain", lambda: oob_xml(jpeg_url(media_port), md)),
+        "a URL that the module analyses": ("meta", lambda: oob_xml(jpeg_url(media_port))),
     }
 
     def heap_kb() -> float:
@@ -285,9 +295,7 @@ async def allocation(server: ProsodyServer, a: Client, media_port: int, md: str,
 
     async def send(room, extra, count):
         for _ in range(count):
-            marker, start = uuid.uuid4().hex, len(a.received)
-            a.send_groupchat(room, marker, extra())
-            await a.wait_groupchat(room, marker, 60, start)
+            await echo(a, room, extra())
     out = {}
     for name, (domain, extra) in kinds.items():
         room = f"heap-{uuid.uuid4().hex[:6]}@{domain}.localhost"
@@ -325,11 +333,7 @@ async def load(c2s_port: int, media_port: int, domain: str, rate: float, metadat
             if interval:
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
                 next_at += interval
-            url = f"http://127.0.0.1:{media_port}/big.jpg?{uuid.uuid4().hex}"
-            marker = uuid.uuid4().hex
-            start = len(c.received)
-            c.send_groupchat(room, marker, oob_xml(url, metadata))
-            got = await c.wait_groupchat(room, marker, 60, start)
+            got = await echo(c, room, oob_xml(jpeg_url(media_port), metadata))
             back.append(oob_metadata(got.xml))
     tasks = [asyncio.ensure_future(one(i, c, r)) for i, (c, r) in enumerate(zip(senders, rooms))]
     print("ready", flush=True)
