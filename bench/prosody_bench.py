@@ -156,7 +156,8 @@ async def latency(a: Client, b: Client, room: str, n: int) -> list[float]:
 
 def metadata_xml(fields: list[tuple[str, str]]) -> str:
     """<metadata> with these children, as the module writes it."""
-    return f"<metadata xmlns='{NS_META}'>" + "".join(f"<{k}>{escape(v)}</{k}>" for k, v in fields) + "</metadata>"
+    children = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in fields)
+    return f"<metadata xmlns='{NS_META}'>{children}</metadata>"
 
 
 class Load:
@@ -267,7 +268,8 @@ async def main(args):
         print(f"    analysing: {busy['sent']} 12 MP JPEG messages in {busy['seconds']:.1f} s "
               f"({busy['rate']:.0f}/s), {busy['with_metadata']} came back with full metadata; "
               f"same messages: {control['sent']} in {control['seconds']:.1f} s ({control['rate']:.0f}/s)")
-        print(f"    same messages without the module, over idle: p99 {p['same messages'][1] / p['idle'][1]:.2f}x")
+        print("    same messages without the module, over idle: "
+              f"p99 {p['same messages'][1] / p['idle'][1]:.2f}x")
         print("(c) Lua heap allocated per message (KB), one sender, collector stopped")
         for name, kb in heap.items():
             print(f"    {name:58} {kb:6.1f}")
@@ -286,7 +288,8 @@ async def allocation(server: ProsodyServer, a: Client, media_port: int, md: str,
         "text, module not loaded": ("plain", lambda: ""),
         "text, module loaded": ("meta", lambda: ""),
         "a URL, module not loaded": ("plain", lambda: oob_xml(jpeg_url(media_port))),
-        "a URL and <metadata> from the sender, module not loaded": ("plain", lambda: oob_xml(jpeg_url(media_port), md)),
+        "a URL and <metadata> from the sender, module not loaded":
+            ("plain", lambda: oob_xml(jpeg_url(media_port), md)),
         "a URL that the module analyses": ("meta", lambda: oob_xml(jpeg_url(media_port))),
     }
 
