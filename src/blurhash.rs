@@ -237,7 +237,11 @@ fn to_linear(px: &[u8], layout: Layout, lin: &[f32; 256]) -> [f32; 3] {
 
 /// BlurHash components along x and y for an upright picture: `long` on its long side.
 pub fn components(width: u32, height: u32, long: u32, short: u32) -> (u32, u32) {
-    if width >= height { (long, short) } else { (short, long) }
+    if width >= height {
+        (long, short)
+    } else {
+        (short, long)
+    }
 }
 
 /// Encodes `img` with `cx` x `cy` components (each 1 to 9).
@@ -396,7 +400,11 @@ mod tests {
         // sixth of a red picture must still count for a sixth of the DC colour.
         let (w, h) = (120u32, 80u32);
         let px: Vec<u8> = (0..h)
-            .flat_map(|y| (0..w).flat_map(move |x| if (10..61).contains(&x) && (10..41).contains(&y) { [255; 3] } else { [255, 0, 0] }))
+            .flat_map(|y| {
+                (0..w).flat_map(
+                    move |x| if (10..61).contains(&x) && (10..41).contains(&y) { [255; 3] } else { [255, 0, 0] },
+                )
+            })
             .collect();
         let (a, b) = (ours(&px, w, h, 4, 3), reference(&px, w, h, 4, 3));
         let (da, db) = (dc(&a), dc(&b));
@@ -411,7 +419,8 @@ mod tests {
         let (w, h) = (3u32, 2u32);
         let mut px = vec![0u8; (w * h * 3) as usize];
         px[0] = 255;
-        let cases = [(1, (0, 0)), (2, (2, 0)), (3, (2, 1)), (4, (0, 1)), (5, (0, 0)), (6, (1, 0)), (7, (1, 2)), (8, (0, 2))];
+        let cases =
+            [(1, (0, 0)), (2, (2, 0)), (3, (2, 1)), (4, (0, 1)), (5, (0, 0)), (6, (1, 0)), (7, (1, 2)), (8, (0, 2))];
         for (o, (ex, ey)) in cases {
             let s = shrink(&px, w, h, Layout::Rgb, o).unwrap();
             let expect_dims = if o >= 5 { (2, 3) } else { (3, 2) };
@@ -434,7 +443,15 @@ mod tests {
 
     #[test]
     fn malformed_hashes_are_errors() {
-        for bad in ["", "L", "LEHV6n", "LEHV6nWB2yk8pyo0adR*.7kCMdn", "LEHV6nWB2yk8pyo0adR*.7kCMdnjj", "LEHV6nWB2yk8pyo0adR*.7kCMd\u{e9}", "\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}"] {
+        for bad in [
+            "",
+            "L",
+            "LEHV6n",
+            "LEHV6nWB2yk8pyo0adR*.7kCMdn",
+            "LEHV6nWB2yk8pyo0adR*.7kCMdnjj",
+            "LEHV6nWB2yk8pyo0adR*.7kCMd\u{e9}",
+            "\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}",
+        ] {
             assert!(decode(bad, 8, 8, 1.0).is_err(), "{bad:?}");
         }
         assert!(decode("LEHV6nWB2yk8pyo0adR*.7kCMdnj", 8, 8, 1.0).is_ok());

@@ -26,7 +26,11 @@ pub struct Header {
 impl Header {
     /// Width and height as displayed, after the EXIF orientation.
     pub fn upright(&self) -> (u32, u32) {
-        if self.orientation >= 5 { (self.height, self.width) } else { (self.width, self.height) }
+        if self.orientation >= 5 {
+            (self.height, self.width)
+        } else {
+            (self.width, self.height)
+        }
     }
 
     fn pixels(&self) -> u64 {
@@ -63,10 +67,7 @@ fn over_limit(header: Header, hash: bool, opts: &Options) -> Option<Decoded> {
     let note = if !hash {
         None
     } else if header.pixels() > opts.max_pixels {
-        Some(format!(
-            "{}x{} is more than max_pixels ({}): no blurhash",
-            header.width, header.height, opts.max_pixels
-        ))
+        Some(format!("{}x{} is more than max_pixels ({}): no blurhash", header.width, header.height, opts.max_pixels))
     } else {
         return None;
     };
@@ -95,10 +96,7 @@ fn jpeg(bytes: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
     decoder.set_max_decoding_buffer_size(usize::try_from(pixel_memory(opts)).unwrap_or(usize::MAX));
     decoder.read_info()?;
     let info = decoder.info().ok_or("no frame header")?;
-    let orientation = decoder
-        .exif_data()
-        .and_then(Orientation::from_exif_chunk)
-        .map_or(1, Orientation::to_exif);
+    let orientation = decoder.exif_data().and_then(Orientation::from_exif_chunk).map_or(1, Orientation::to_exif);
     let header = Header { width: info.width as u32, height: info.height as u32, orientation };
     if let Some(done) = over_limit(header, want_hash, opts) {
         return Ok(done);

@@ -43,13 +43,11 @@ impl ureq::Resolver for PolicyResolver {
         if self.allow_private || policy::host_listed(host, &self.allow_hosts) {
             return Ok(addrs);
         }
-        let (allowed, refused): (Vec<_>, Vec<_>) =
-            addrs.into_iter().partition(|a| policy::check_addr(a.ip()).is_ok());
+        let (allowed, refused): (Vec<_>, Vec<_>) = addrs.into_iter().partition(|a| policy::check_addr(a.ip()).is_ok());
         match (allowed.is_empty(), refused.first()) {
-            (true, Some(addr)) => Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                policy::check_addr(addr.ip()).unwrap_err(),
-            )),
+            (true, Some(addr)) => {
+                Err(io::Error::new(io::ErrorKind::PermissionDenied, policy::check_addr(addr.ip()).unwrap_err()))
+            }
             _ => Ok(allowed),
         }
     }
@@ -111,10 +109,8 @@ impl Fetcher {
                 if redirects > self.opts.max_redirects {
                     return Err(Error::TooManyRedirects(self.opts.max_redirects));
                 }
-                let mut next = response
-                    .header("Location")
-                    .and_then(|l| url.join(l).ok())
-                    .ok_or(Error::BadRedirect { status })?;
+                let mut next =
+                    response.header("Location").and_then(|l| url.join(l).ok()).ok_or(Error::BadRedirect { status })?;
                 policy::check_parsed(&mut next, &self.opts)?;
                 url = next;
                 continue;
@@ -137,7 +133,12 @@ impl Fetcher {
         // Compressed bytes would be described as what they decompress to: refuse them, in
         // every Content-Encoding header and every item of each.
         let encodings = response.all("Content-Encoding");
-        if encodings.iter().flat_map(|v| v.split(',')).map(str::trim).any(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity")) {
+        if encodings
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .any(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
+        {
             let enc = encodings.iter().map(|v| v.trim()).collect::<Vec<_>>().join(", ");
             return refuse(format!("the server sent a {enc}-encoded body though identity was asked for"));
         }
@@ -145,7 +146,8 @@ impl Fetcher {
         let content_type = response.header("Content-Type").map(str::to_owned);
         let max = usize::try_from(self.opts.max_bytes).unwrap_or(usize::MAX);
         let expected = content_length.map_or(HEAD_LEN, |n| usize::try_from(n).unwrap_or(max).min(max));
-        let mut body = Body { data: Vec::with_capacity(expected.min(max) + 1), content_length, content_type, complete: false };
+        let mut body =
+            Body { data: Vec::with_capacity(expected.min(max) + 1), content_length, content_type, complete: false };
         let mut reader = response.into_reader();
         let read_err = |e: io::Error| match e.kind() {
             io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
@@ -155,7 +157,8 @@ impl Fetcher {
         };
         // The head first: enough to tell the type and read an image header. One byte past each
         // limit tells a body that ends exactly there from a longer one.
-        body.complete = read_up_to(&mut reader, &mut body.data, HEAD_LEN.min(max).saturating_add(1)).map_err(read_err)?;
+        body.complete =
+            read_up_to(&mut reader, &mut body.data, HEAD_LEN.min(max).saturating_add(1)).map_err(read_err)?;
         let decodable = sniff::sniff(&body.data).is_some_and(sniff::is_decodable);
         let fits = content_length.is_none_or(|n| n <= self.opts.max_bytes);
         if !body.complete && decodable && fits {

@@ -111,7 +111,11 @@ impl Huffman {
                 break;
             }
         }
-        if covered > 127 { 0 } else { (used | covered << 4) as u16 }
+        if covered > 127 {
+            0
+        } else {
+            (used | covered << 4) as u16
+        }
     }
 
     /// The next symbol, by the canonical codes (the bit reader holds at least 16 bits).
@@ -220,7 +224,11 @@ impl<'a> Bits<'a> {
         }
         let v = self.peek(k) as i32;
         self.consume(k);
-        if v < 1 << (k - 1) { v - (1 << k) + 1 } else { v }
+        if v < 1 << (k - 1) {
+            v - (1 << k) + 1
+        } else {
+            v
+        }
     }
 
     /// Whether the scan so far read only real data (not the zeros fed past its end).

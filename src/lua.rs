@@ -44,7 +44,9 @@ pub fn options(opts: Option<Table>) -> LuaResult<PoolOptions> {
             "allow_private" => {
                 a.allow_private = match value {
                     Value::Boolean(b) => b,
-                    _ => return Err(Error::option(&key, format!("expected a boolean, got {}", value.type_name())).into()),
+                    _ => {
+                        return Err(Error::option(&key, format!("expected a boolean, got {}", value.type_name())).into())
+                    }
                 }
             }
             "allow_hosts" => a.allow_hosts = strings(&key, value)?,

@@ -12,8 +12,7 @@ use crate::options::Options;
 
 /// Parses `raw`, drops the fragment, and refuses schemes other than http and https and denied hosts.
 pub fn check_url(raw: &str, opts: &Options) -> Result<Url> {
-    let mut url = Url::parse(raw.trim())
-        .map_err(|e| Error::BadUrl { url: raw.to_owned(), why: e.to_string() })?;
+    let mut url = Url::parse(raw.trim()).map_err(|e| Error::BadUrl { url: raw.to_owned(), why: e.to_string() })?;
     check_parsed(&mut url, opts)?;
     Ok(url)
 }
@@ -24,9 +23,7 @@ pub fn check_parsed(url: &mut Url, opts: &Options) -> Result<()> {
         return Err(Error::Scheme(url.scheme().to_owned()));
     }
     url.set_fragment(None);
-    let host = url
-        .host_str()
-        .ok_or_else(|| Error::BadUrl { url: url.to_string(), why: "no host".into() })?;
+    let host = url.host_str().ok_or_else(|| Error::BadUrl { url: url.to_string(), why: "no host".into() })?;
     if host_listed(host, &opts.deny_hosts) {
         return Err(Error::HostDenied(host.to_owned()));
     }
@@ -114,13 +111,45 @@ mod tests {
     #[test]
     fn refuses_every_listed_range() {
         for a in [
-            "0.0.0.0", "127.0.0.1", "127.255.0.9", "10.0.0.1", "172.16.0.1", "172.31.255.255",
-            "192.168.1.1", "169.254.169.254", "100.64.0.1", "100.127.255.254", "192.0.0.8",
-            "192.0.2.1", "198.51.100.7", "203.0.113.9", "198.18.0.1", "198.19.255.1",
-            "224.0.0.1", "239.255.255.250", "240.0.0.1", "255.255.255.255", "::", "::1",
-            "::ffff:127.0.0.1", "::ffff:8.8.8.8", "::127.0.0.1", "64:ff9b::7f00:1",
-            "64:ff9b:1::1", "2002:7f00:1::1", "2001::1", "2001:db8::1", "2001:2::1", "100::1",
-            "fc00::1", "fd00::1", "fe80::1", "febf::1", "fec0::1", "ff02::1", "3fff::1",
+            "0.0.0.0",
+            "127.0.0.1",
+            "127.255.0.9",
+            "10.0.0.1",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "100.127.255.254",
+            "192.0.0.8",
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.9",
+            "198.18.0.1",
+            "198.19.255.1",
+            "224.0.0.1",
+            "239.255.255.250",
+            "240.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "::ffff:127.0.0.1",
+            "::ffff:8.8.8.8",
+            "::127.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::1",
+            "2002:7f00:1::1",
+            "2001::1",
+            "2001:db8::1",
+            "2001:2::1",
+            "100::1",
+            "fc00::1",
+            "fd00::1",
+            "fe80::1",
+            "febf::1",
+            "fec0::1",
+            "ff02::1",
+            "3fff::1",
         ] {
             assert!(refused(a), "{a} should be refused");
         }
@@ -129,9 +158,20 @@ mod tests {
     #[test]
     fn allows_public_unicast() {
         for a in [
-            "8.8.8.8", "1.1.1.1", "172.15.255.255", "172.32.0.1", "100.63.255.255", "100.128.0.1",
-            "192.0.1.1", "198.17.255.255", "223.255.255.255", "169.253.1.1", "2606:4700::1111",
-            "2a00:1450:4001::200e", "2001:4860::8888", "64:ff9a::1",
+            "8.8.8.8",
+            "1.1.1.1",
+            "172.15.255.255",
+            "172.32.0.1",
+            "100.63.255.255",
+            "100.128.0.1",
+            "192.0.1.1",
+            "198.17.255.255",
+            "223.255.255.255",
+            "169.253.1.1",
+            "2606:4700::1111",
+            "2a00:1450:4001::200e",
+            "2001:4860::8888",
+            "64:ff9a::1",
         ] {
             assert!(!refused(a), "{a} should be allowed");
         }

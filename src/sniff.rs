@@ -30,7 +30,11 @@ pub fn sniff(head: &[u8]) -> Option<&'static str> {
     } else if at(0, b"BM") && matches!(head.get(14), Some(12 | 40 | 52 | 56 | 108 | 124)) {
         "image/bmp"
     } else if at(0, b"\x1a\x45\xdf\xa3") {
-        if find(head, b"webm") { "video/webm" } else { "video/x-matroska" }
+        if find(head, b"webm") {
+            "video/webm"
+        } else {
+            "video/x-matroska"
+        }
     } else if at(0, b"OggS") {
         if find(head, b"theora") {
             "video/ogg"

@@ -46,7 +46,12 @@ fn every_exif_orientation_is_applied_to_size_and_pixels() {
     let plain = jpeg(&stored);
     let decoded = image::load_from_memory(&plain).unwrap().into_rgb8();
     let routes: Vec<_> = (1..=8u16)
-        .map(|o| (["/o1", "/o2", "/o3", "/o4", "/o5", "/o6", "/o7", "/o8"][o as usize - 1], Reply::Ok("image/jpeg", with_exif_orientation(&plain, o))))
+        .map(|o| {
+            (
+                ["/o1", "/o2", "/o3", "/o4", "/o5", "/o6", "/o7", "/o8"][o as usize - 1],
+                Reply::Ok("image/jpeg", with_exif_orientation(&plain, o)),
+            )
+        })
         .collect();
     let s = Server::start(routes);
     for o in 1..=8u8 {
@@ -68,7 +73,13 @@ fn every_exif_orientation_is_applied_to_size_and_pixels() {
 
 #[test]
 fn transparent_png_is_flattened_onto_grey_not_black() {
-    let img = image::RgbaImage::from_fn(200, 100, |x, _| if x < 100 { image::Rgba([0, 0, 0, 0]) } else { image::Rgba([255, 255, 255, 0]) });
+    let img = image::RgbaImage::from_fn(200, 100, |x, _| {
+        if x < 100 {
+            image::Rgba([0, 0, 0, 0])
+        } else {
+            image::Rgba([255, 255, 255, 0])
+        }
+    });
     let s = Server::start(vec![("/t.png", Reply::Ok("image/png", png_rgba(&img)))]);
     let m = run(&s.url("/t.png"), local()).unwrap();
     let px = media_metadata::blurhash::decode(&m.blurhash.unwrap(), 8, 8, 1.0).unwrap();
@@ -151,7 +162,10 @@ fn redirects_are_followed_and_counted() {
 
 #[test]
 fn a_silent_server_times_out_naming_the_phase() {
-    let s = Server::start(vec![("/hang", Reply::Hang), ("/slow", Reply::Slow(png(&photo(32, 32)), Duration::from_millis(50)))]);
+    let s = Server::start(vec![
+        ("/hang", Reply::Hang),
+        ("/slow", Reply::Slow(png(&photo(32, 32)), Duration::from_millis(50))),
+    ]);
     let opts = Options { timeout: Duration::from_millis(700), ..local() };
     let t = Instant::now();
     let e = run(&s.url("/hang"), opts.clone()).unwrap_err();
@@ -181,10 +195,7 @@ fn a_truncated_image_is_a_decode_error_naming_the_format() {
 fn past_the_byte_cap_only_the_header_is_reported() {
     let img = photo(800, 600);
     let bytes = jpeg(&img);
-    let s = Server::start(vec![
-        ("/big.jpg", Reply::Ok("image/jpeg", bytes.clone())),
-        ("/endless", Reply::Endless),
-    ]);
+    let s = Server::start(vec![("/big.jpg", Reply::Ok("image/jpeg", bytes.clone())), ("/endless", Reply::Endless)]);
     let opts = Options { max_bytes: 8 * 1024, ..local() };
     let m = run(&s.url("/big.jpg"), opts.clone()).unwrap();
     assert_eq!(m.bytes, Some(bytes.len() as u64));
@@ -232,7 +243,10 @@ fn non_images_stop_after_the_head() {
 #[test]
 fn http_errors_and_bad_urls_say_what_happened() {
     let s = Server::start(vec![]);
-    assert_eq!(run(&s.url("/missing"), local()).unwrap_err().to_string(), format!("HTTP 404 from {}", s.url("/missing")));
+    assert_eq!(
+        run(&s.url("/missing"), local()).unwrap_err().to_string(),
+        format!("HTTP 404 from {}", s.url("/missing"))
+    );
     assert!(matches!(run("gopher://x/", local()), Err(Error::Scheme(_))));
     assert!(matches!(run("http://", local()), Err(Error::BadUrl { .. })));
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -258,7 +272,11 @@ fn broken_images_never_panic() {
         }
         cases.push(broken);
     }
-    let routes: Vec<_> = cases.iter().enumerate().map(|(i, c)| (Box::leak(format!("/{i}").into_boxed_str()) as &str, Reply::Ok("image/x", c.clone()))).collect();
+    let routes: Vec<_> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (Box::leak(format!("/{i}").into_boxed_str()) as &str, Reply::Ok("image/x", c.clone())))
+        .collect();
     let s = Server::start(routes);
     for i in 0..cases.len() {
         if let Err(e) = run(&s.url(&format!("/{i}")), local()) {

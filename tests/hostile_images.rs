@@ -28,7 +28,9 @@ fn local() -> Options {
 /// Sniffs `bytes` as one of our image types (or fails the test) and decodes it.
 #[track_caller]
 fn decode_image(bytes: &[u8], opts: &Options) -> Result<Decoded, Error> {
-    let mime = sniff(bytes).filter(|m| is_decodable(m)).unwrap_or_else(|| panic!("not an image: {:?}", &bytes[..bytes.len().min(16)]));
+    let mime = sniff(bytes)
+        .filter(|m| is_decodable(m))
+        .unwrap_or_else(|| panic!("not an image: {:?}", &bytes[..bytes.len().min(16)]));
     decode(bytes, mime, true, opts)
 }
 
@@ -42,7 +44,10 @@ fn dc(hash: &str) -> [i32; 3] {
 #[track_caller]
 fn assert_colour(hash: &str, want: [i32; 3], tolerance: i32, what: &str) {
     let got = dc(hash);
-    assert!((0..3).all(|i| (got[i] - want[i]).abs() <= tolerance), "{what}: DC colour {got:?}, expected {want:?} (hash {hash})");
+    assert!(
+        (0..3).all(|i| (got[i] - want[i]).abs() <= tolerance),
+        "{what}: DC colour {got:?}, expected {want:?} (hash {hash})"
+    );
 }
 
 /// The seed corpus of the fuzzer: small valid files from Pillow's encoders, every variant.
@@ -127,7 +132,8 @@ fn with_sof_size(jpeg: &[u8], w: u16, h: u16) -> Vec<u8> {
 
 #[test]
 fn declared_giants_are_measured_not_decoded() {
-    let png_giant = png_file(png_ihdr(100_000, 100_000, 8, PNG_RGB, false), &[png_chunk(b"IDAT", &zlib_stored(&[0; 64]))]);
+    let png_giant =
+        png_file(png_ihdr(100_000, 100_000, 8, PNG_RGB, false), &[png_chunk(b"IDAT", &zlib_stored(&[0; 64]))]);
     let jpeg_giant = with_sof_size(&flat_jpeg(16, 16, 3, [200, 10, 10, 0], false), 65535, 65535); // JPEG's largest
     let jpeg_giant_progressive = with_sof_size(&flat_jpeg(16, 16, 4, [255, 0, 0, 255], true), 65535, 65535);
     let gif_giant = gif_file(65535, 65535, &[[255, 0, 0]], [gif_frame(0, 0, 1, 1, &gif_lzw(2, &[0]))]);
@@ -149,7 +155,10 @@ fn declared_giants_are_measured_not_decoded() {
         assert!(t.elapsed() < Duration::from_millis(500), "{what}: {:?}", t.elapsed());
     }
     // Through the whole pipeline, from a server, for PNG and JPEG.
-    let s = Server::start(vec![("/giant.png", Reply::Ok("image/png", png_giant)), ("/giant.jpg", Reply::Ok("image/jpeg", jpeg_giant))]);
+    let s = Server::start(vec![
+        ("/giant.png", Reply::Ok("image/png", png_giant)),
+        ("/giant.jpg", Reply::Ok("image/jpeg", jpeg_giant)),
+    ]);
     for (path, side) in [("/giant.png", 100_000), ("/giant.jpg", 65535)] {
         let m = analyze(&Fetcher::new(local()), &s.url(path)).unwrap();
         assert_eq!((m.width, m.height, m.blurhash), (Some(side), Some(side), None), "{path}");
@@ -184,7 +193,11 @@ fn decompression_bombs_under_the_limit_decode_quickly() {
         ("png rgba16 interlaced 2000x2000", png_bomb(2000, 2000, 16, PNG_RGBA, true), 128),
         ("png palette 1-bit 2000x2000", png_bomb(2000, 2000, 1, PNG_PALETTE, false), 0),
         ("webp 2000x2000", webp_file(&[(b"VP8L", vp8l_flat(2000, 2000, [255, 0, 0, 0]))]), 0),
-        ("gif 2000x2000", gif_file(2000, 2000, &[[0, 0, 0]], [gif_frame(0, 0, 2000, 2000, &gif_lzw(2, &vec![0; 4_000_000]))]), 0),
+        (
+            "gif 2000x2000",
+            gif_file(2000, 2000, &[[0, 0, 0]], [gif_frame(0, 0, 2000, 2000, &gif_lzw(2, &vec![0; 4_000_000]))]),
+            0,
+        ),
     ];
     for (what, bytes, grey) in cases {
         let t = Instant::now();
@@ -272,17 +285,34 @@ fn corrupted_files_of_every_format_are_decode_errors_never_panics() {
 fn targeted_header_lies_are_decode_errors() {
     let good_png = png(&photo(8, 8));
     let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
-    for (what, depth, color) in [("png bit depth 3", 3u8, PNG_RGB), ("png colour type 5", 8, 5), ("png 16-bit palette", 16, PNG_PALETTE), ("png 1-bit rgb", 1, PNG_RGB)] {
-        cases.push((what, png_file(png_ihdr(8, 8, depth, color, false), &[png_chunk(b"IDAT", &zlib_stored(&[0; 200]))])));
+    for (what, depth, color) in [
+        ("png bit depth 3", 3u8, PNG_RGB),
+        ("png colour type 5", 8, 5),
+        ("png 16-bit palette", 16, PNG_PALETTE),
+        ("png 1-bit rgb", 1, PNG_RGB),
+    ] {
+        cases.push((
+            what,
+            png_file(png_ihdr(8, 8, depth, color, false), &[png_chunk(b"IDAT", &zlib_stored(&[0; 200]))]),
+        ));
     }
-    cases.push(("png width 0", png_file(png_ihdr(0, 8, 8, PNG_RGB, false), &[png_chunk(b"IDAT", &zlib_stored(&[0; 8]))])));
-    cases.push(("png palette without PLTE", png_file(png_ihdr(8, 8, 8, PNG_PALETTE, false), &[png_chunk(b"IDAT", &zlib_stored(&[0; 72]))])));
+    cases.push((
+        "png width 0",
+        png_file(png_ihdr(0, 8, 8, PNG_RGB, false), &[png_chunk(b"IDAT", &zlib_stored(&[0; 8]))]),
+    ));
+    cases.push((
+        "png palette without PLTE",
+        png_file(png_ihdr(8, 8, 8, PNG_PALETTE, false), &[png_chunk(b"IDAT", &zlib_stored(&[0; 72]))]),
+    ));
     cases.push(("png chunk length 2^31", {
         let mut b = good_png.clone();
         b[33..37].copy_from_slice(&0x7fff_ffffu32.to_be_bytes());
         b
     }));
-    cases.push(("png IDAT of garbage", png_file(png_ihdr(8, 8, 8, PNG_RGB, false), &[png_chunk(b"IDAT", b"\x78\x01garbage, not deflate")])));
+    cases.push((
+        "png IDAT of garbage",
+        png_file(png_ihdr(8, 8, 8, PNG_RGB, false), &[png_chunk(b"IDAT", b"\x78\x01garbage, not deflate")]),
+    ));
     cases.push(("png no IDAT", png_file(png_ihdr(8, 8, 8, PNG_RGB, false), &[])));
     let jpg = flat_jpeg(16, 16, 3, [1, 2, 3, 0], false);
     let sof = jpg.windows(2).position(|m| m == [0xff, 0xc0]).unwrap();
@@ -316,10 +346,17 @@ fn targeted_header_lies_are_decode_errors() {
         let sos = jpg.windows(2).position(|m| m == [0xff, 0xda]).unwrap();
         [&jpg[..sof], &jpg[sos..]].concat()
     }));
-    cases.push(("gif LZW code size 12", gif_file(8, 8, &[[0, 0, 0]], [gif_frame(0, 0, 8, 8, &[12, 2, 0xff, 0xff, 0])])));
+    cases
+        .push(("gif LZW code size 12", gif_file(8, 8, &[[0, 0, 0]], [gif_frame(0, 0, 8, 8, &[12, 2, 0xff, 0xff, 0])])));
     cases.push(("gif LZW code size 0", gif_file(8, 8, &[[0, 0, 0]], [gif_frame(0, 0, 8, 8, &[0, 2, 0xff, 0xff, 0])])));
-    cases.push(("gif frame outside the screen", gif_file(8, 8, &[[9, 9, 9]], [gif_frame(60000, 60000, 8, 8, &gif_lzw(2, &[0; 64]))])));
-    cases.push(("gif frame larger than the screen", gif_file(8, 8, &[[9, 9, 9]], [gif_frame(0, 0, 300, 300, &gif_lzw(2, &vec![0; 90000]))])));
+    cases.push((
+        "gif frame outside the screen",
+        gif_file(8, 8, &[[9, 9, 9]], [gif_frame(60000, 60000, 8, 8, &gif_lzw(2, &[0; 64]))]),
+    ));
+    cases.push((
+        "gif frame larger than the screen",
+        gif_file(8, 8, &[[9, 9, 9]], [gif_frame(0, 0, 300, 300, &gif_lzw(2, &vec![0; 90000]))]),
+    ));
     cases.push(("gif no frames", gif_file(8, 8, &[[9, 9, 9]], [])));
     cases.push(("gif frame of 0x0", gif_file(8, 8, &[[9, 9, 9]], [gif_frame(0, 0, 0, 0, &gif_lzw(2, &[]))])));
     cases.push(("webp RIFF size 2^32-1", {
@@ -333,8 +370,14 @@ fn targeted_header_lies_are_decode_errors() {
         b
     }));
     cases.push(("webp VP8X canvas 2^24 without an image", webp_file(&[(b"VP8X", vp8x(1 << 24, 1 << 24, 0))])));
-    cases.push(("webp VP8X canvas unlike the image", webp_file(&[(b"VP8X", vp8x(16384, 16384, 0)), (b"VP8L", vp8l_flat(8, 8, [255, 1, 2, 3]))])));
-    cases.push(("webp animation flag without frames", webp_file(&[(b"VP8X", vp8x(100, 100, 0x02)), (b"ANIM", vec![0; 6])])));
+    cases.push((
+        "webp VP8X canvas unlike the image",
+        webp_file(&[(b"VP8X", vp8x(16384, 16384, 0)), (b"VP8L", vp8l_flat(8, 8, [255, 1, 2, 3]))]),
+    ));
+    cases.push((
+        "webp animation flag without frames",
+        webp_file(&[(b"VP8X", vp8x(100, 100, 0x02)), (b"ANIM", vec![0; 6])]),
+    ));
     cases.push(("webp empty VP8 chunk", webp_file(&[(b"VP8 ", vec![])])));
     let mut panics = Vec::new();
     for (what, bytes) in &cases {
@@ -354,7 +397,12 @@ fn an_animated_gif_of_thousands_of_frames_decodes_only_the_first() {
     let (side, count) = (200u16, 5000);
     let first = gif_frame(0, 0, side, side, &gif_lzw(2, &vec![0; side as usize * side as usize]));
     let blue = gif_lzw(2, &vec![1; side as usize * side as usize]);
-    let many = gif_file(side, side, &[[255, 0, 0], [0, 0, 255]], std::iter::once(first.clone()).chain((1..count).map(|_| gif_frame(0, 0, side, side, &blue))));
+    let many = gif_file(
+        side,
+        side,
+        &[[255, 0, 0], [0, 0, 255]],
+        std::iter::once(first.clone()).chain((1..count).map(|_| gif_frame(0, 0, side, side, &blue))),
+    );
     let single = gif_file(side, side, &[[255, 0, 0], [0, 0, 255]], [first]);
     assert!(many.len() > 400_000, "{}", many.len());
 
@@ -370,7 +418,10 @@ fn an_animated_gif_of_thousands_of_frames_decodes_only_the_first() {
     assert_eq!(Some(&hash), one.blurhash.as_ref());
     assert_colour(&hash, [255, 0, 0], 1, "the first frame is red, every later one blue");
     // Decoding every frame would cost `count` times a single frame.
-    assert!(many_time < single_time * 20 + Duration::from_millis(300), "{count} frames took {many_time:?}, one {single_time:?}");
+    assert!(
+        many_time < single_time * 20 + Duration::from_millis(300),
+        "{count} frames took {many_time:?}, one {single_time:?}"
+    );
 
     // And through a server: the whole file is fetched, still only one frame decoded.
     let s = Server::start(vec![("/many.gif", Reply::Ok("image/gif", many))]);
@@ -508,7 +559,9 @@ fn every_exif_orientation_is_applied_to_png_via_exif_chunk() {
     let stored = photo(90, 60);
     let plain = png(&stored);
     for big_endian in [true, false] {
-        check_orientations("png eXIf", &stored, |o| png_insert_after_ihdr(&plain, &png_chunk(b"eXIf", &exif_tiff(o, big_endian))));
+        check_orientations("png eXIf", &stored, |o| {
+            png_insert_after_ihdr(&plain, &png_chunk(b"eXIf", &exif_tiff(o, big_endian)))
+        });
     }
     // Pillow's PNG with orientation 8.
     let pillow = corpus().into_iter().find(|(n, _)| n == "png-exif-orientation-8.png").unwrap().1;
@@ -650,7 +703,11 @@ fn a_webp_exif_chunk_declaring_gigabytes_is_not_allocated() {
         "the decode killed its process ({}):\n{}\n{}",
         out.status,
         stdout.lines().filter(|l| l.contains("survived")).collect::<Vec<_>>().join("\n"),
-        stderr.lines().filter(|l| l.contains("memory allocation") || l.contains("panicked")).collect::<Vec<_>>().join("\n")
+        stderr
+            .lines()
+            .filter(|l| l.contains("memory allocation") || l.contains("panicked"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
@@ -661,7 +718,13 @@ fn a_webp_exif_chunk_of_any_declared_size_never_panics() {
     let opts = Options { max_pixels: 1 << 20, ..Options::default() };
     let mut panics = Vec::new();
     for size in [0u32, 1, 7, 8, 9, 100, 1 << 20, 0x0fff_ffff] {
-        check_variant("webp EXIF", &format!("declaring {size} bytes"), &webp_with_lying_exif_size(size), &opts, &mut panics);
+        check_variant(
+            "webp EXIF",
+            &format!("declaring {size} bytes"),
+            &webp_with_lying_exif_size(size),
+            &opts,
+            &mut panics,
+        );
     }
     assert!(panics.is_empty(), "{}", panics.join("\n"));
 }

@@ -60,12 +60,17 @@ fn one_byte_a_second_is_stopped_by_the_total_deadline() {
     let img = png(&photo(32, 32));
     let in_headers = RawServer::start(|mut s| {
         if read_request(&mut s).is_some() {
-            let _ = write_slowly(&mut s, b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100\r\n\r\n", Duration::from_secs(1));
+            let _ = write_slowly(
+                &mut s,
+                b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100\r\n\r\n",
+                Duration::from_secs(1),
+            );
         }
     });
     let in_body = RawServer::start(move |mut s| {
         if read_request(&mut s).is_some() {
-            let _ = s.write_all(&head("200 OK", &["Content-Type: image/png", &format!("Content-Length: {}", img.len())]));
+            let _ =
+                s.write_all(&head("200 OK", &["Content-Type: image/png", &format!("Content-Length: {}", img.len())]));
             let _ = write_slowly(&mut s, &img, Duration::from_secs(1));
         }
     });
@@ -93,7 +98,10 @@ fn redirects_share_one_deadline() {
     let slow_hop = RawServer::start(move |mut s| {
         if read_request(&mut s).is_some() {
             std::thread::sleep(Duration::from_millis(900));
-            let _ = s.write_all(&head("302 Found", &[&format!("Location: {location}"), "Content-Length: 0", "Connection: close"]));
+            let _ = s.write_all(&head(
+                "302 Found",
+                &[&format!("Location: {location}"), "Content-Length: 0", "Connection: close"],
+            ));
         }
     });
     let (r, took) = timed(&slow_hop.url("/r"), Options { timeout: Duration::from_millis(1500), ..local() });
@@ -106,7 +114,8 @@ fn redirects_share_one_deadline() {
 fn a_tls_handshake_that_stalls_times_out() {
     // Accepts the TCP connection, reads the ClientHello, never answers.
     let silent = RawServer::start(|s| swallow(s, Duration::from_secs(30)));
-    let opts = Options { timeout: Duration::from_millis(1200), allow_hosts: vec!["localhost".into()], ..Options::default() };
+    let opts =
+        Options { timeout: Duration::from_millis(1200), allow_hosts: vec!["localhost".into()], ..Options::default() };
     let (r, took) = timed(&format!("https://localhost:{}/p.png", silent.port), opts);
     assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
     assert!(took < Duration::from_millis(2200), "{took:?}");
@@ -134,7 +143,13 @@ fn a_body_that_never_ends_is_cut_at_max_bytes() {
             let te = if chunked { "Transfer-Encoding: chunked" } else { "X-Body: endless" };
             let _ = (|| -> std::io::Result<()> {
                 s.write_all(&head("200 OK", &["Content-Type: image/png", te]))?;
-                let frame = |b: &[u8]| if chunked { [format!("{:x}\r\n", b.len()).as_bytes(), b, b"\r\n"].concat() } else { b.to_vec() };
+                let frame = |b: &[u8]| {
+                    if chunked {
+                        [format!("{:x}\r\n", b.len()).as_bytes(), b, b"\r\n"].concat()
+                    } else {
+                        b.to_vec()
+                    }
+                };
                 s.write_all(&frame(&png[..png.len() / 2]))?;
                 let zeros = frame(&[0u8; 64 * 1024]);
                 loop {
@@ -191,8 +206,12 @@ fn header_flood(shape: &'static str) -> RawServer {
         let mib = 1024 * 1024;
         match shape {
             "one line" => h.extend(format!("X-Big: {}\r\n", "a".repeat(mib)).into_bytes()),
-            "many lines" => (0..mib / 64).for_each(|i| h.extend(format!("X-H{i:05}: {}\r\n", "b".repeat(52)).into_bytes())),
-            "few long lines" => (0..11).for_each(|i| h.extend(format!("X-L{i:02}: {}\r\n", "c".repeat(96 * 1024)).into_bytes())),
+            "many lines" => {
+                (0..mib / 64).for_each(|i| h.extend(format!("X-H{i:05}: {}\r\n", "b".repeat(52)).into_bytes()))
+            }
+            "few long lines" => {
+                (0..11).for_each(|i| h.extend(format!("X-L{i:02}: {}\r\n", "c".repeat(96 * 1024)).into_bytes()))
+            }
             "status line" => h = format!("HTTP/1.1 200 {}\r\n", "d".repeat(mib)).into_bytes(),
             _ => unreachable!(),
         }
@@ -207,7 +226,9 @@ fn a_megabyte_of_headers_is_refused() {
         let s = header_flood(shape);
         let (r, took) = timed(&s.url("/h.png"), local());
         match &r {
-            Err(Error::Fetch { why, .. }) => assert!(why.to_lowercase().contains("header") || why.contains("status"), "{shape}: {why}"),
+            Err(Error::Fetch { why, .. }) => {
+                assert!(why.to_lowercase().contains("header") || why.contains("status"), "{shape}: {why}")
+            }
             other => panic!("{shape}: expected a fetch error about the headers, got {other:?}"),
         }
         assert!(took < Duration::from_secs(3), "{shape}: {took:?}");
@@ -229,7 +250,11 @@ fn serving(extra: Vec<String>, body: Vec<u8>, seen: Arc<Mutex<Vec<String>>>) -> 
     RawServer::start(move |mut s| {
         let Some(req) = read_request(&mut s) else { return };
         seen.lock().unwrap().push(req);
-        let mut lines: Vec<String> = vec!["Content-Type: image/png".into(), format!("Content-Length: {}", body.len()), "Connection: close".into()];
+        let mut lines: Vec<String> = vec![
+            "Content-Type: image/png".into(),
+            format!("Content-Length: {}", body.len()),
+            "Connection: close".into(),
+        ];
         lines.extend(extra.iter().cloned());
         let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
         let _ = s.write_all(&head("200 OK", &refs)).and_then(|_| s.write_all(&body));
@@ -240,7 +265,9 @@ fn serving(extra: Vec<String>, body: Vec<u8>, seen: Arc<Mutex<Vec<String>>>) -> 
 fn a_compressed_body_is_refused_though_identity_was_asked_for() {
     let img = png(&photo(16, 16));
     let seen = Arc::new(Mutex::new(Vec::new()));
-    for enc in ["gzip", "GZIP", "x-gzip", "deflate", "br", "zstd", "compress", "identity, gzip", "gzip, identity", " gzip "] {
+    for enc in
+        ["gzip", "GZIP", "x-gzip", "deflate", "br", "zstd", "compress", "identity, gzip", "gzip, identity", " gzip "]
+    {
         let s = serving(vec![format!("Content-Encoding: {enc}")], gzip_stored(&img), seen.clone());
         match run(&s.url("/z.png"), local()) {
             Err(Error::Fetch { why, .. }) => {
@@ -250,7 +277,10 @@ fn a_compressed_body_is_refused_though_identity_was_asked_for() {
         }
     }
     for req in seen.lock().unwrap().iter() {
-        assert!(req.to_ascii_lowercase().contains("\r\naccept-encoding: identity\r\n"), "request without identity:\n{req}");
+        assert!(
+            req.to_ascii_lowercase().contains("\r\naccept-encoding: identity\r\n"),
+            "request without identity:\n{req}"
+        );
     }
     // Control: identity, said out loud, is fine.
     let s = serving(vec!["Content-Encoding: identity".into()], img.clone(), seen.clone());
@@ -260,7 +290,11 @@ fn a_compressed_body_is_refused_though_identity_was_asked_for() {
 #[test]
 fn a_second_content_encoding_header_is_not_overlooked() {
     let img = png(&photo(16, 16));
-    let s = serving(vec!["Content-Encoding: identity".into(), "Content-Encoding: gzip".into()], gzip_stored(&img), Arc::default());
+    let s = serving(
+        vec!["Content-Encoding: identity".into(), "Content-Encoding: gzip".into()],
+        gzip_stored(&img),
+        Arc::default(),
+    );
     let r = run(&s.url("/z.png"), local());
     assert!(matches!(&r, Err(Error::Fetch { why, .. }) if why.contains("gzip")), "{r:?}");
 }
@@ -274,14 +308,19 @@ fn a_content_length_larger_than_the_body_is_an_error() {
         let (short, len) = (short.clone(), img.len());
         RawServer::start(move |mut s| {
             if read_request(&mut s).is_some() {
-                let _ = s.write_all(&head("200 OK", &["Content-Type: image/png", &format!("Content-Length: {len}"), "Connection: close"]));
+                let _ = s.write_all(&head(
+                    "200 OK",
+                    &["Content-Type: image/png", &format!("Content-Length: {len}"), "Connection: close"],
+                ));
                 let _ = s.write_all(&short);
             }
         })
     };
     let (r, took) = timed(&lying.url("/short.png"), local());
     match &r {
-        Err(Error::Fetch { why, .. }) => assert!(why.contains("reading the body") && why.contains("closed before"), "{why}"),
+        Err(Error::Fetch { why, .. }) => {
+            assert!(why.contains("reading the body") && why.contains("closed before"), "{why}")
+        }
         other => panic!("expected a fetch error for the short body, got {other:?}"),
     }
     assert!(took < Duration::from_secs(2), "{took:?}");
@@ -308,7 +347,8 @@ fn a_content_length_smaller_than_the_body_reads_no_further() {
         let s = RawServer::start(move |mut s| {
             if read_request(&mut s).is_some() {
                 let conn = if close { "Connection: close" } else { "Connection: keep-alive" };
-                let _ = s.write_all(&head("200 OK", &["Content-Type: image/png", &format!("Content-Length: {cut}"), conn]));
+                let _ =
+                    s.write_all(&head("200 OK", &["Content-Type: image/png", &format!("Content-Length: {cut}"), conn]));
                 let _ = s.write_all(&body);
                 if !close {
                     std::thread::sleep(Duration::from_secs(30)); // a read past the length would hang
@@ -362,7 +402,10 @@ fn a_reset_mid_body_is_a_clear_error() {
 // TLS
 
 /// An HTTPS server (rustls) with `cert`, answering every request with a small PNG.
-fn tls_server(cert: rustls::pki_types::CertificateDer<'static>, key: rustls::pki_types::PrivateKeyDer<'static>) -> RawServer {
+fn tls_server(
+    cert: rustls::pki_types::CertificateDer<'static>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> RawServer {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -384,7 +427,10 @@ fn tls_server(cert: rustls::pki_types::CertificateDer<'static>, key: rustls::pki
             }
         }
         let img = png(&photo(8, 8));
-        let _ = tls.write_all(&head("200 OK", &["Content-Type: image/png", &format!("Content-Length: {}", img.len()), "Connection: close"]));
+        let _ = tls.write_all(&head(
+            "200 OK",
+            &["Content-Type: image/png", &format!("Content-Length: {}", img.len()), "Connection: close"],
+        ));
         let _ = tls.write_all(&img);
         tls.conn.send_close_notify();
         let _ = tls.flush();
@@ -412,7 +458,8 @@ fn get_trusting(root: &rustls::pki_types::CertificateDer<'static>, port: u16) ->
 
 #[test]
 fn a_self_signed_certificate_is_not_trusted() {
-    let rcgen::CertifiedKey { cert, key_pair } = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let rcgen::CertifiedKey { cert, key_pair } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let cert = cert.der().clone();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key_pair.serialize_der().into());
     let server = tls_server(cert.clone(), key);
@@ -434,7 +481,10 @@ fn a_self_signed_certificate_is_not_trusted() {
 fn a_certificate_for_another_name_or_out_of_date_is_not_trusted() {
     // Valid for another name only.
     let other = rcgen::generate_simple_self_signed(vec!["media.example.com".to_owned()]).unwrap();
-    let server = tls_server(other.cert.der().clone(), rustls::pki_types::PrivateKeyDer::Pkcs8(other.key_pair.serialize_der().into()));
+    let server = tls_server(
+        other.cert.der().clone(),
+        rustls::pki_types::PrivateKeyDer::Pkcs8(other.key_pair.serialize_der().into()),
+    );
     let opts = Options { allow_hosts: vec!["localhost".into()], timeout: Duration::from_secs(5), ..Options::default() };
     let r = run(&format!("https://localhost:{}/p.png", server.port), opts.clone());
     assert!(matches!(&r, Err(Error::Fetch { why, .. }) if why.contains("invalid peer certificate")), "{r:?}");

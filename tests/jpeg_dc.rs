@@ -74,7 +74,10 @@ fn every_layout_libjpeg_writes_is_read_as_faithfully_as_jpeg_decoder_reads_it() 
         let ours = mean_distance(&dc.pixels, truth.iter().copied());
         let theirs = mean_distance(&eighth, truth.iter().copied());
         eprintln!("{name}: {w}x{h}; to jpeg-decoder: mean {to_decoder:.2}, max {max}; to the block means: ours {ours:.2}, jpeg-decoder {theirs:.2}");
-        assert!(to_decoder <= 1.5 && max <= 8, "{name}: mean {to_decoder:.2} (<= 1.5), max {max} (<= 8) from jpeg-decoder");
+        assert!(
+            to_decoder <= 1.5 && max <= 8,
+            "{name}: mean {to_decoder:.2} (<= 1.5), max {max} (<= 8) from jpeg-decoder"
+        );
         assert!(ours <= theirs + 0.05, "{name}: {ours:.2} from the block means, jpeg-decoder {theirs:.2}");
     }
     assert_eq!(read, 12, "every YCbCr and grey layout takes the fast path");
@@ -87,7 +90,8 @@ fn truncated_or_corrupted_files_are_declined_or_read_never_a_panic() {
         let mut cuts: Vec<usize> = (0..bytes.len()).step_by(97).collect();
         cuts.extend([1, 2, 3, bytes.len() - 2, bytes.len() - 1]);
         for cut in cuts {
-            let outcome = std::panic::catch_unwind(|| jpeg_dc::decode(&bytes[..cut], u64::MAX).map(|d| (d.width, d.height)));
+            let outcome =
+                std::panic::catch_unwind(|| jpeg_dc::decode(&bytes[..cut], u64::MAX).map(|d| (d.width, d.height)));
             let got = outcome.unwrap_or_else(|_| panic!("{name}: panic on the first {cut} bytes"));
             // A file cut inside its scans is declined (the caller falls back to jpeg-decoder,
             // which reports the truncation); only a cut in the trailing bytes may still read.
@@ -105,7 +109,12 @@ fn truncated_or_corrupted_files_are_declined_or_read_never_a_panic() {
                 let at = state as usize % bad.len();
                 bad[at] = (state >> 24) as u8;
             }
-            let outcome = std::panic::catch_unwind(|| jpeg_dc::decode(&bad, u64::MAX).map(|d| d.pixels.len() as u64 == d.width as u64 * d.height as u64 * if matches!(d.layout, Layout::Luma) { 1 } else { 3 }));
+            let outcome = std::panic::catch_unwind(|| {
+                jpeg_dc::decode(&bad, u64::MAX).map(|d| {
+                    d.pixels.len() as u64
+                        == d.width as u64 * d.height as u64 * if matches!(d.layout, Layout::Luma) { 1 } else { 3 }
+                })
+            });
             let consistent = outcome.unwrap_or_else(|_| panic!("{name}: panic on corruption {i}"));
             assert!(consistent.unwrap_or(true), "{name}: corruption {i} gave pixels of the wrong length");
         }
@@ -117,7 +126,9 @@ fn truncated_or_corrupted_files_are_declined_or_read_never_a_panic() {
 /// its own, checked at the frame header before any allocation.
 #[test]
 fn a_frame_over_the_pixel_limit_is_declined_before_anything_is_allocated() {
-    let giant = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/regression-jpeg-4gpx-header.jpg")).unwrap();
+    let giant =
+        std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/regression-jpeg-4gpx-header.jpg"))
+            .unwrap();
     assert!(jpeg_dc::decode(&giant, 50_000_000).is_none());
     // The limit counts pixels, not blocks: a 203 x 157 file passes at 203 * 157, not one less.
     let (_, small) = fixtures().into_iter().find(|(n, _)| n == "grey.jpg").unwrap();

@@ -95,7 +95,10 @@ fn serve(body: Vec<u8>, mime: &'static str) -> RawServer {
     let body = Arc::new(body);
     RawServer::start(move |mut s| {
         if read_request(&mut s).is_some() {
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Type: {mime}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {mime}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
             let _ = s.write_all(head.as_bytes()).and_then(|_| s.write_all(&body));
         }
     })
@@ -120,7 +123,12 @@ fn decode_peak(bytes: &[u8], opts: &Options) -> (Option<String>, usize) {
 #[track_caller]
 fn check(what: &str, peak: usize, opts: &Options, absolute: usize) {
     let limit = decoder_limit(opts);
-    eprintln!("{what:<48} peak {:>7.1} MB  (limit {:>5.0} MB, stated bound {:>4.0} MB)", peak as f64 / 1e6, limit as f64 / 1e6, absolute as f64 / 1e6);
+    eprintln!(
+        "{what:<48} peak {:>7.1} MB  (limit {:>5.0} MB, stated bound {:>4.0} MB)",
+        peak as f64 / 1e6,
+        limit as f64 / 1e6,
+        absolute as f64 / 1e6
+    );
     assert!(peak < limit, "{what}: peak {peak} bytes is over the decoder limit of {limit}");
     assert!(peak < absolute, "{what}: peak {peak} bytes is over the stated {absolute}");
 }
@@ -218,7 +226,8 @@ fn bombs_just_under_the_pixel_limit() {
     spec.progressive = true;
     bomb("JPEG progressive 4:4:4", dc_jpeg(&spec, |_, _, _| 90), &opts, px * 7 + 4 * MB);
     // GIF: one full-screen frame, or a 1x1 frame on a full-size screen.
-    let gif_full = gif_file(s as u16, s as u16, &[[0, 0, 0]], [gif_frame(0, 0, s as u16, s as u16, &gif_lzw(2, &vec![0; px]))]);
+    let gif_full =
+        gif_file(s as u16, s as u16, &[[0, 0, 0]], [gif_frame(0, 0, s as u16, s as u16, &gif_lzw(2, &vec![0; px]))]);
     bomb("GIF one full frame", gif_full, &opts, px * 5 + 4 * MB);
     let gif_dot = gif_file(s as u16, s as u16, &[[0, 0, 0]], [gif_frame(0, 0, 1, 1, &gif_lzw(2, &[0]))]);
     bomb("GIF 1x1 frame on a full screen", gif_dot, &opts, px * 4 + 4 * MB);
@@ -235,10 +244,14 @@ fn sixteen_bit_png_bombs_just_under_the_pixel_limit() {
     let limit = decoder_limit(&opts);
     eprintln!("16-bit bombs: {s}x{s}, max_pixels {}", opts.max_pixels);
     // Measure all three before asserting, so that a failure reports every figure.
-    let peaks: Vec<(&str, usize)> = [("PNG RGBA16 deflate bomb", PNG_RGBA), ("PNG RGB16 deflate bomb", PNG_RGB), ("PNG grey+alpha 16-bit deflate bomb", PNG_GREY_ALPHA)]
-        .into_iter()
-        .map(|(what, color)| (what, decode_peak(&png_bomb(s, s, 16, color, false), &opts).1))
-        .collect();
+    let peaks: Vec<(&str, usize)> = [
+        ("PNG RGBA16 deflate bomb", PNG_RGBA),
+        ("PNG RGB16 deflate bomb", PNG_RGB),
+        ("PNG grey+alpha 16-bit deflate bomb", PNG_GREY_ALPHA),
+    ]
+    .into_iter()
+    .map(|(what, color)| (what, decode_peak(&png_bomb(s, s, 16, color, false), &opts).1))
+    .collect();
     for (what, peak) in &peaks {
         eprintln!("{what:<48} peak {:>7.1} MB", *peak as f64 / 1e6);
     }
@@ -263,7 +276,10 @@ fn declared_giants_cost_nothing() {
     let _one = exclusive();
     let opts = Options::default();
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("PNG declaring 100000x100000", png_file(png_ihdr(100_000, 100_000, 8, PNG_RGBA, false), &[png_chunk(b"IDAT", &zlib_stored(&[0; 64]))])),
+        (
+            "PNG declaring 100000x100000",
+            png_file(png_ihdr(100_000, 100_000, 8, PNG_RGBA, false), &[png_chunk(b"IDAT", &zlib_stored(&[0; 64]))]),
+        ),
         ("GIF declaring 65535x65535", gif_file(65535, 65535, &[[0, 0, 0]], [gif_frame(0, 0, 1, 1, &gif_lzw(2, &[0]))])),
         ("WebP VP8L 16383x16383 (complete)", webp_file(&[(b"VP8L", vp8l_flat(16383, 16383, [255, 0, 0, 0]))])),
     ];

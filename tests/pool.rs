@@ -112,8 +112,10 @@ fn workers_run_in_the_background_and_the_caller_does_not() {
         std::thread::sleep(Duration::from_millis(10));
         seen = priority_of_threads("media-meta-");
     }
-    assert!(seen.len() >= 3 && seen.iter().all(|&t| t == want),
-            "worker threads' (nice, policy) {seen:?}, want {want:?} (this thread's nice: {own})");
+    assert!(
+        seen.len() >= 3 && seen.iter().all(|&t| t == want),
+        "worker threads' (nice, policy) {seen:?}, want {want:?} (this thread's nice: {own})"
+    );
     assert_eq!(unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) } as i64, own, "the caller's own nice is unchanged");
     assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_OTHER, "the caller's own policy is unchanged");
     drop(p);
@@ -130,8 +132,16 @@ fn workers_offer_their_core_while_decoding() {
     let paths: [Path; 3] = [
         // The DC-only scan alone, without the shrink (which has yield points of its own).
         ("DC-only JPEG scan", Box::new(move || assert!(jpeg_dc::decode(&large, u64::MAX).is_some()))),
-        ("jpeg-decoder", Box::new(move || assert!(decode(&small, "image/jpeg", true, &Options::default()).unwrap().blurhash.is_some()))),
-        ("image crate (PNG)", Box::new(move || assert!(decode(&png, "image/png", true, &Options::default()).unwrap().blurhash.is_some()))),
+        (
+            "jpeg-decoder",
+            Box::new(move || {
+                assert!(decode(&small, "image/jpeg", true, &Options::default()).unwrap().blurhash.is_some())
+            }),
+        ),
+        (
+            "image crate (PNG)",
+            Box::new(move || assert!(decode(&png, "image/png", true, &Options::default()).unwrap().blurhash.is_some())),
+        ),
     ];
     for (what, run) in &paths {
         run();

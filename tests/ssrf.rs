@@ -316,10 +316,13 @@ fn a_redirect_from_a_trusted_host_into_a_refused_address_never_connects() {
         ("http://[fd00::1]/".to_owned(), "fd00::1", "unique local"),
     ];
     // One outer server per redirect status, each target behind its own path.
-    for status in ["301 Moved Permanently", "302 Found", "303 See Other", "307 Temporary Redirect", "308 Permanent Redirect"] {
+    for status in
+        ["301 Moved Permanently", "302 Found", "303 See Other", "307 Temporary Redirect", "308 Permanent Redirect"]
+    {
         for (target, addr, why) in &targets {
             let outer = RawServer::replying(
-                format!("HTTP/1.1 {status}\r\nLocation: {target}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").into_bytes(),
+                format!("HTTP/1.1 {status}\r\nLocation: {target}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .into_bytes(),
             );
             // `localhost` is trusted by name; what it redirects to is checked again.
             let opts = Options { allow_hosts: vec!["localhost".into()], ..strict() };
@@ -391,7 +394,10 @@ fn userinfo_does_not_change_where_the_request_goes() {
 
 #[test]
 fn odd_ports_are_refused_like_any_other() {
-    let traps: Vec<Trap> = [1u16, 22, 25, 80, 443, 3306, 5222, 6379, 8080, 11211, 65535].iter().filter_map(|&p| Trap::on_port(p)).collect();
+    let traps: Vec<Trap> = [1u16, 22, 25, 80, 443, 3306, 5222, 6379, 8080, 11211, 65535]
+        .iter()
+        .filter_map(|&p| Trap::on_port(p))
+        .collect();
     for port in [1u16, 22, 25, 80, 443, 3306, 5222, 6379, 8080, 11211, 65535] {
         assert_refused(&format!("http://127.0.0.1:{port}/"), "127.0.0.1", "loopback");
         assert_refused(&format!("https://127.0.0.1:{port}/"), "127.0.0.1", "loopback");

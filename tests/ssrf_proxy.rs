@@ -30,7 +30,8 @@ fn proxy_variables_neither_bypass_the_policy_nor_see_a_connection() {
     // A SOCKS proxy spelled in ALL_PROXY as well, on the same trap.
     std::env::set_var("ALL_PROXY", format!("socks5://127.0.0.1:{}", proxy.port));
 
-    let strict = Options { connect_timeout: Duration::from_secs(20), timeout: Duration::from_secs(20), ..Options::default() };
+    let strict =
+        Options { connect_timeout: Duration::from_secs(20), timeout: Duration::from_secs(20), ..Options::default() };
     let fetcher = Fetcher::new(strict.clone()); // made after the variables are set
 
     // Refused addresses stay refused: a proxy would otherwise connect there for us.

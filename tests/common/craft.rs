@@ -189,7 +189,11 @@ pub fn png_raw_len(w: u32, h: u32, bit_depth: u8, color: u8, interlace: bool) ->
         .map(|&(x0, y0, dx, dy)| {
             let pw = (w as u64).saturating_sub(x0).div_ceil(dx);
             let ph = (h as u64).saturating_sub(y0).div_ceil(dy);
-            if pw == 0 { 0 } else { ph * row(pw) }
+            if pw == 0 {
+                0
+            } else {
+                ph * row(pw)
+            }
         })
         .sum()
 }
@@ -234,11 +238,8 @@ pub fn png_insert_after_ihdr(png: &[u8], chunk: &[u8]) -> Vec<u8> {
 /// A TIFF block with one IFD holding Orientation = `orientation`, as PNG eXIf and WebP EXIF
 /// carry it (JPEG's APP1 adds "Exif\0\0" in front).
 pub fn exif_tiff(orientation: u16, big_endian: bool) -> Vec<u8> {
-    let (u16b, u32b): (fn(u16) -> [u8; 2], fn(u32) -> [u8; 4]) = if big_endian {
-        (u16::to_be_bytes, u32::to_be_bytes)
-    } else {
-        (u16::to_le_bytes, u32::to_le_bytes)
-    };
+    let (u16b, u32b): (fn(u16) -> [u8; 2], fn(u32) -> [u8; 4]) =
+        if big_endian { (u16::to_be_bytes, u32::to_be_bytes) } else { (u16::to_le_bytes, u32::to_le_bytes) };
     let mut t = if big_endian { b"MM\0*".to_vec() } else { b"II*\0".to_vec() };
     t.extend_from_slice(&u32b(8)); // IFD offset
     t.extend_from_slice(&u16b(1)); // one entry
@@ -347,7 +348,15 @@ pub struct JpegSpec {
 
 impl JpegSpec {
     pub fn new(width: u16, height: u16, components: usize) -> JpegSpec {
-        JpegSpec { width, height, components, luma_sampling: (1, 1), progressive: false, adobe: None, segments: Vec::new() }
+        JpegSpec {
+            width,
+            height,
+            components,
+            luma_sampling: (1, 1),
+            progressive: false,
+            adobe: None,
+            segments: Vec::new(),
+        }
     }
 }
 
@@ -362,8 +371,9 @@ fn segment(marker: u8, data: &[u8]) -> Vec<u8> {
 /// block's centre (x, y in image pixels). Quantisation is 1, so levels are exact.
 pub fn dc_jpeg(spec: &JpegSpec, level: impl Fn(usize, u32, u32) -> u8) -> Vec<u8> {
     let n = spec.components;
-    let sampling: Vec<(u32, u32)> =
-        (0..n).map(|c| if c == 0 { (spec.luma_sampling.0 as u32, spec.luma_sampling.1 as u32) } else { (1, 1) }).collect();
+    let sampling: Vec<(u32, u32)> = (0..n)
+        .map(|c| if c == 0 { (spec.luma_sampling.0 as u32, spec.luma_sampling.1 as u32) } else { (1, 1) })
+        .collect();
     let (hmax, vmax) = (sampling[0].0, sampling[0].1);
     let (w, h) = (spec.width as u32, spec.height as u32);
 
@@ -606,7 +616,7 @@ pub fn vp8l_flat(w: u32, h: u32, argb: [u8; 4]) -> Vec<u8> {
     b.put(0, 1); // no transform
     b.put(0, 1); // no colour cache
     b.put(0, 1); // no meta prefix codes
-    // green, red, blue, alpha, distance: a simple code with one 8-bit symbol each
+                 // green, red, blue, alpha, distance: a simple code with one 8-bit symbol each
     for symbol in [argb[2], argb[1], argb[3], argb[0], 0] {
         b.put(1, 1); // simple code
         b.put(0, 1); // one symbol

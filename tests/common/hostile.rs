@@ -53,7 +53,13 @@ impl Trap {
         let answer: Arc<dyn Fn(TcpStream) + Send + Sync> = Arc::new(|mut s: TcpStream| {
             let _ = read_request(&mut s);
             let png = super::png(&super::photo(8, 8));
-            let _ = s.write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", png.len()).as_bytes());
+            let _ = s.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    png.len()
+                )
+                .as_bytes(),
+            );
             let _ = s.write_all(&png);
         });
         let v6 = TcpListener::bind(("::1", port)).ok();

@@ -89,7 +89,8 @@ fn serve(mut stream: TcpStream, routes: &HashMap<String, Reply>, hits: &Mutex<Ha
         }
         Some(Reply::Raw(bytes)) => stream.write_all(&bytes),
         Some(Reply::Redirect(to)) => stream.write_all(
-            format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
         ),
         Some(Reply::Hang) => {
             std::thread::sleep(Duration::from_secs(60));
