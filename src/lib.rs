@@ -37,6 +37,8 @@ pub fn exports(lua: &Lua) -> LuaResult<Table> {
     t.set("blurhash_encode", lua.create_function(lua::blurhash_encode)?)?;
     t.set("blurhash_decode", lua.create_function(lua::blurhash_decode)?)?;
     t.set("new_pool", lua.create_function(lua::new_pool)?)?;
+    t.set("check_options", lua.create_function(lua::check_options)?)?;
+    t.set("option_names", lua::option_names(lua)?)?;
     Ok(t)
 }
 

@@ -7,9 +7,8 @@ use mlua::{Lua, Result as LuaResult, Table, UserData, UserDataMethods, Value};
 
 use crate::analyze::{self, Metadata};
 use crate::blurhash::{self, Layout};
-use crate::error::Error;
 use crate::fetch::Fetcher;
-use crate::options::PoolOptions;
+use crate::options::{self, PoolOptions, Raw};
 use crate::pool::Pool;
 
 /// Expected failure: `nil, message`.
@@ -22,72 +21,110 @@ fn outcome<T>(r: crate::error::Result<T>) -> Outcome<T> {
     }
 }
 
-/// Reads an options table; an unknown key or a bad value raises an error naming it.
-pub fn options(opts: Option<Table>) -> LuaResult<PoolOptions> {
-    let mut o = PoolOptions::default();
-    let Some(table) = opts else { return Ok(o) };
-    for pair in table.pairs::<String, Value>() {
-        let (key, value) = pair?;
-        let a = &mut o.analysis;
-        match key.as_str() {
-            "threads" => o.threads = int(&key, &value, 1, 64)? as usize,
-            "queue_length" => o.queue_length = int(&key, &value, 1, 100_000)? as usize,
-            "cache_size" => o.cache_size = int(&key, &value, 0, 1_000_000)? as usize,
-            "cache_ttl" => o.cache_ttl = seconds(&key, &value)?,
-            "connect_timeout" => a.connect_timeout = seconds(&key, &value)?,
-            "timeout" => a.timeout = seconds(&key, &value)?,
-            "max_bytes" => a.max_bytes = int(&key, &value, 1, i64::MAX)? as u64,
-            "max_pixels" => a.max_pixels = int(&key, &value, 1, i64::MAX)? as u64,
-            "max_redirects" => a.max_redirects = int(&key, &value, 0, 20)? as u32,
-            "components_long" => a.components_long = int(&key, &value, 1, 9)? as u32,
-            "components_short" => a.components_short = int(&key, &value, 1, 9)? as u32,
-            "allow_private" => {
-                a.allow_private = match value {
-                    Value::Boolean(b) => b,
-                    _ => {
-                        return Err(Error::option(&key, format!("expected a boolean, got {}", value.type_name())).into())
-                    }
+/// Tables nested deeper than this (a host list's entries are at depth 1) are not looked into.
+const MAX_DEPTH: usize = 1;
+
+/// A Lua value as the option check sees it. A table whose keys are exactly 1..n is an array.
+fn raw_of(value: &Value, depth: usize) -> Raw {
+    match value {
+        Value::Boolean(b) => Raw::Bool(*b),
+        Value::Integer(i) => Raw::Int(*i),
+        Value::Number(n) => Raw::Number(*n),
+        Value::String(s) => Raw::Text(s.to_string_lossy()),
+        Value::Table(t) if depth <= MAX_DEPTH => {
+            let mut items: Vec<(i64, Value)> = Vec::new();
+            for pair in t.pairs::<Value, Value>() {
+                match pair {
+                    Ok((Value::Integer(k), v)) if k >= 1 => items.push((k, v)),
+                    _ => return Raw::Other("table"),
                 }
             }
-            "allow_hosts" => a.allow_hosts = strings(&key, value)?,
-            "deny_hosts" => a.deny_hosts = strings(&key, value)?,
-            "user_agent" => match value {
-                Value::String(s) if !s.to_str()?.is_empty() => a.user_agent = s.to_str()?.to_owned(),
-                _ => return Err(Error::option(&key, "expected a non-empty string").into()),
-            },
-            _ => return Err(Error::option(&key, "unknown option").into()),
+            items.sort_by_key(|(k, _)| *k);
+            if items.iter().enumerate().any(|(i, (k, _))| *k != i as i64 + 1) {
+                return Raw::Other("table"); // holes
+            }
+            Raw::List(items.iter().map(|(_, v)| raw_of(v, depth + 1)).collect())
         }
-    }
-    Ok(o)
-}
-
-fn int(key: &str, value: &Value, min: i64, max: i64) -> LuaResult<i64> {
-    let n = match value {
-        Value::Integer(i) => *i,
-        Value::Number(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => *f as i64,
-        _ => return Err(Error::option(key, format!("expected an integer, got {value:?}")).into()),
-    };
-    if n < min || n > max {
-        return Err(Error::option(key, format!("{n} is outside {min} to {max}")).into());
-    }
-    Ok(n)
-}
-
-fn seconds(key: &str, value: &Value) -> LuaResult<Duration> {
-    match value {
-        Value::Integer(i) if *i > 0 => Ok(Duration::from_secs(*i as u64)),
-        Value::Number(f) if f.is_finite() && *f > 0.0 && *f < 86_400.0 => Ok(Duration::from_secs_f64(*f)),
-        _ => Err(Error::option(key, format!("expected a positive number of seconds, got {value:?}")).into()),
+        other => Raw::Other(other.type_name()),
     }
 }
 
-fn strings(key: &str, value: Value) -> LuaResult<Vec<String>> {
-    let Value::Table(t) = value else {
-        return Err(Error::option(key, "expected an array of host names").into());
-    };
-    t.sequence_values::<String>()
-        .collect::<LuaResult<Vec<_>>>()
-        .map_err(|_| Error::option(key, "expected an array of host names").into())
+/// The `(name, value)` pairs of an options table, as Lua values and as the check sees them.
+fn pairs_of(table: Option<&Table>) -> LuaResult<Vec<(String, Value)>> {
+    let Some(table) = table else { return Ok(Vec::new()) };
+    table
+        .pairs::<Value, Value>()
+        .map(|pair| {
+            let (key, value) = pair?;
+            let name = match &key {
+                Value::String(s) => s.to_string_lossy(),
+                other => other.to_string().unwrap_or_else(|_| other.type_name().to_owned()),
+            };
+            Ok((name, value))
+        })
+        .collect()
+}
+
+fn raws(pairs: &[(String, Value)]) -> impl Iterator<Item = (String, Raw)> + '_ {
+    pairs.iter().map(|(k, v)| (k.clone(), raw_of(v, 0)))
+}
+
+/// Reads an options table for `analyze` and `new_pool`; a refused value raises an error naming
+/// it (the plugin passes what `check_options` accepted, so this is misuse).
+pub fn options(opts: Option<Table>) -> LuaResult<PoolOptions> {
+    let pairs = pairs_of(opts.as_ref())?;
+    Ok(options::check_strict(raws(&pairs))?)
+}
+
+fn to_lua(lua: &Lua, raw: &Raw) -> LuaResult<Value> {
+    Ok(match raw {
+        Raw::Bool(b) => Value::Boolean(*b),
+        Raw::Int(i) => Value::Integer(*i),
+        Raw::Number(n) => Value::Number(*n),
+        Raw::Text(s) => Value::String(lua.create_string(s)?),
+        Raw::List(items) => {
+            let t = lua.create_table_with_capacity(items.len(), 0)?;
+            for item in items {
+                t.push(to_lua(lua, item)?)?;
+            }
+            Value::Table(t)
+        }
+        Raw::Other(_) => Value::Nil,
+    })
+}
+
+/// `check_options(tbl) -> clean, refused`: never raises for a bad value. `clean` has every
+/// known option: the accepted value (whole numbers as integers, host lists without their bad
+/// entries) or the default. `refused` is an array of `{ name=, value=, expected=, default= }`
+/// (plus `entry=` for a dropped host list entry), sorted by name.
+pub fn check_options(lua: &Lua, tbl: Option<Table>) -> LuaResult<(Table, Table)> {
+    let pairs = pairs_of(tbl.as_ref())?;
+    let checked = options::check(raws(&pairs));
+    let clean = lua.create_table()?;
+    for (name, value) in &checked.clean {
+        clean.set(*name, to_lua(lua, value)?)?;
+    }
+    let refused = lua.create_table()?;
+    for r in &checked.refused {
+        let given = pairs.iter().find(|(k, _)| *k == r.name).map_or(Value::Nil, |(_, v)| v.clone());
+        let value = match (r.entry, &given) {
+            (Some(i), Value::Table(t)) => t.raw_get::<Value>(i)?,
+            _ => given,
+        };
+        let entry = lua.create_table()?;
+        entry.set("name", r.name.as_str())?;
+        entry.set("value", value)?;
+        entry.set("expected", r.expected.as_str())?;
+        entry.set("default", r.default.as_ref().map(|d| to_lua(lua, d)).transpose()?)?;
+        entry.set("entry", r.entry)?;
+        refused.push(entry)?;
+    }
+    Ok((clean, refused))
+}
+
+/// `option_names`: every option name, sorted (for a misspelling warning).
+pub fn option_names(lua: &Lua) -> LuaResult<Table> {
+    lua.create_sequence_from(options::names())
 }
 
 /// Metadata as the table `analyze` returns: only the fields that are known.

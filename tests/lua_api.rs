@@ -1,0 +1,105 @@
+//! The library as Lua sees it (the binding in src/lua.rs), from a vendored Lua 5.4: the
+//! option check's shapes.
+
+use mlua::Lua;
+
+/// Runs `chunk` with the library as the global `mm` (and `base`, a test server's base URL).
+fn run(chunk: &str, base: &str) {
+    let lua = Lua::new();
+    let mm = media_metadata::exports(&lua).unwrap();
+    lua.globals().set("mm", mm).unwrap();
+    lua.globals().set("base", base).unwrap();
+    if let Err(e) = lua.load(chunk).set_name("test").exec() {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn check_options_takes_what_the_plugin_once_passed_and_lists_each_refusal() {
+    run(
+        r#"
+        local clean, refused = mm.check_options({
+            cache_ttl = 90000, cache_size = 1048576.0, threads = 0, alow_private = true,
+            allow_hosts = { "good.example", "bad host", "*.cdn.example" },
+            timeout = 1.5 * 86400, blurhash_components = { 5, 2.0 },
+        });
+        assert(clean.cache_ttl == 90000, "cache_ttl")
+        assert(math.type(clean.cache_size) == "integer" and clean.cache_size == 1048576, "cache_size")
+        assert(clean.threads == 2, "a refused value falls back to its default")
+        assert(clean.timeout == 10, "timeout: 129600 is past 600, the default is used")
+        assert(#clean.allow_hosts == 2 and clean.allow_hosts[1] == "good.example"
+            and clean.allow_hosts[2] == "*.cdn.example", "the bad host alone is dropped")
+        assert(clean.blurhash_components[1] == 5 and math.type(clean.blurhash_components[2]) == "integer")
+        assert(clean.deadline == 5 and clean.max_urls == 4, "every option is in clean, with its default")
+        assert(clean.user_agent:match("^mod_muc_media_metadata/"), clean.user_agent)
+        assert(#refused == 4, "refusals: " .. #refused)
+        local h, a, t, th = refused[1], refused[2], refused[3], refused[4] -- by name
+        assert(a.name == "alow_private" and a.value == true and a.expected == "a known option"
+            and a.default == nil and a.entry == nil)
+        assert(h.name == "allow_hosts" and h.value == "bad host" and h.entry == 2
+            and h.expected == "a host name" and h.default == nil)
+        assert(th.name == "timeout" and th.value == 129600
+            and th.expected == "a number of seconds above 0, at most 600" and th.default == 10)
+        assert(t.name == "threads" and t.value == 0 and t.expected == "an integer from 1 to 64"
+            and t.default == 2, t.name)
+        -- The refused value is the Lua value itself, not a copy of it.
+        local f = function () end
+        local _, r = mm.check_options({ user_agent = f, blurhash_components = { 10, 3 } })
+        assert(r[1].name == "blurhash_components" and r[1].value[1] == 10
+            and r[1].default[1] == 4 and r[1].default[2] == 3)
+        assert(r[2].name == "user_agent" and r[2].value == f
+            and r[2].expected == "a non-empty string of printable ASCII" and type(r[2].default) == "string")
+        -- A table that is not an array is refused whole; nil is all defaults.
+        for _, hosts in ipairs({ { x = "a.example" }, { "a.example", nil, "c.example" } }) do
+            local _, s = mm.check_options({ deny_hosts = hosts })
+            assert(#s == 1 and s[1].name == "deny_hosts" and s[1].entry == nil and #s[1].default == 0)
+        end
+        local d, none = mm.check_options(nil)
+        assert(#none == 0 and d.threads == 2)
+        -- What check_options accepts, new_pool takes: the plugin passes `clean` on.
+        local pool = mm.new_pool(clean)
+        pool:close()
+        "#,
+        "",
+    );
+}
+
+#[test]
+fn option_names_is_every_option_sorted() {
+    run(
+        r#"
+        local n = mm.option_names
+        assert(#n == 16, #n)
+        for i = 2, #n do assert(n[i - 1] < n[i], n[i]) end
+        local seen = {}
+        for _, name in ipairs(n) do seen[name] = true end
+        for _, name in ipairs({ "threads", "queue_length", "deadline", "connect_timeout", "timeout",
+            "max_bytes", "max_pixels", "max_redirects", "max_urls", "blurhash_components",
+            "allow_private", "allow_hosts", "deny_hosts", "cache_size", "cache_ttl", "user_agent" }) do
+            assert(seen[name], name)
+        end
+        local clean = mm.check_options({})
+        for _, name in ipairs(n) do assert(clean[name] ~= nil, name) end
+        "#,
+        "",
+    );
+}
+
+#[test]
+fn new_pool_and_analyze_raise_on_a_bad_value_through_the_same_check() {
+    run(
+        r#"
+        local ok, err = pcall(mm.new_pool, { threads = 0 })
+        assert(not ok and tostring(err):find("invalid option threads: expected an integer from 1 to 64, got 0", 1, true), tostring(err))
+        ok, err = pcall(mm.new_pool, { cache_ttl = 2592001 })
+        assert(not ok and tostring(err):find("at most 2592000", 1, true), tostring(err))
+        ok, err = pcall(mm.analyze, "http://x/", { alow_private = true })
+        assert(not ok and tostring(err):find("invalid option alow_private: unknown option", 1, true), tostring(err))
+        local pool
+        ok, pool = pcall(mm.new_pool, { cache_ttl = 1.5 * 86400, cache_size = 1048576.0, queue_length = 65536 })
+        assert(ok, tostring(pool))
+        pool:close()
+        "#,
+        "",
+    );
+}
