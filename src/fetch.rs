@@ -120,7 +120,6 @@ impl Fetcher {
     }
 
     fn read_body(&self, response: ureq::Response, url: &Url) -> Result<Body> {
-        let refuse = |why: String| Err(Error::Fetch { url: url.to_string(), why });
         // ureq 2 takes up to 100 header lines of 100 kB each; we want far less.
         let header_bytes: usize = response
             .headers_names()
@@ -128,7 +127,8 @@ impl Fetcher {
             .map(|n| response.all(n).iter().map(|v| n.len() + v.len() + 4).sum::<usize>())
             .sum();
         if header_bytes > MAX_HEADER_BYTES {
-            return refuse(format!("response headers of {header_bytes} bytes exceed {MAX_HEADER_BYTES}"));
+            let why = format!("response headers of {header_bytes} bytes exceed {MAX_HEADER_BYTES}");
+            return Err(Error::TooLarge { url: url.to_string(), why });
         }
         // Compressed bytes would be described as what they decompress to: refuse them, in
         // every Content-Encoding header and every item of each.
@@ -140,7 +140,8 @@ impl Fetcher {
             .any(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
         {
             let enc = encodings.iter().map(|v| v.trim()).collect::<Vec<_>>().join(", ");
-            return refuse(format!("the server sent a {enc}-encoded body though identity was asked for"));
+            let why = format!("the server sent a {enc}-encoded body though identity was asked for");
+            return Err(Error::BadResponse { url: url.to_string(), why });
         }
         let content_length = response.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
         let content_type = response.header("Content-Type").map(str::to_owned);
@@ -189,12 +190,17 @@ impl Fetcher {
             }
             source = e.source();
         }
+        // ureq's own header limits (100 fields, 100 kB a line), by its messages (ureq 2.12).
+        let text = t.to_string();
+        if text.contains("header field longer than") || text.contains("header fields in response") {
+            return Error::TooLarge { url: url.to_string(), why: text };
+        }
         match t.kind() {
             ureq::ErrorKind::Dns => Error::Resolve {
                 host: url.host_str().unwrap_or_default().to_owned(),
                 why: t.message().map_or_else(|| t.to_string(), str::to_owned),
             },
-            _ => Error::Fetch { url: url.to_string(), why: t.to_string() },
+            _ => Error::Fetch { url: url.to_string(), why: text },
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The one place where Lua meets the pure modules: options from tables, metadata to tables,
-//! `nil, err` for expected failures, a raised error for misuse.
+//! `nil, err, kind` for expected failures (see `Error::kind`), a raised error for misuse.
 
 use std::time::Duration;
 
@@ -11,13 +11,13 @@ use crate::fetch::Fetcher;
 use crate::options::{self, PoolOptions, Raw};
 use crate::pool::Pool;
 
-/// Expected failure: `nil, message`.
-type Outcome<T> = (Option<T>, Option<String>);
+/// Expected failure: `nil, message, kind` (see [`crate::error::Error::kind`]).
+type Outcome<T> = (Option<T>, Option<String>, Option<&'static str>);
 
 fn outcome<T>(r: crate::error::Result<T>) -> Outcome<T> {
     match r {
-        Ok(v) => (Some(v), None),
-        Err(e) => (None, Some(e.to_string())),
+        Ok(v) => (Some(v), None, None),
+        Err(e) => (None, Some(e.to_string()), Some(e.kind())),
     }
 }
 
@@ -139,11 +139,11 @@ fn metadata_table(lua: &Lua, m: &Metadata) -> LuaResult<Table> {
     Ok(t)
 }
 
-/// `analyze(url [, opts])`: blocking; a table, or `nil, err`.
-pub fn analyze(lua: &Lua, (url, opts): (String, Option<Table>)) -> LuaResult<(Option<Table>, Option<String>)> {
+/// `analyze(url [, opts])`: blocking; a table, or `nil, err, kind`.
+pub fn analyze(lua: &Lua, (url, opts): (String, Option<Table>)) -> LuaResult<Outcome<Table>> {
     let opts = options(opts)?;
-    let (meta, err) = outcome(analyze::analyze(&Fetcher::new(opts.analysis), &url));
-    Ok((meta.map(|m| metadata_table(lua, &m)).transpose()?, err))
+    let (meta, err, kind) = outcome(analyze::analyze(&Fetcher::new(opts.analysis), &url));
+    Ok((meta.map(|m| metadata_table(lua, &m)).transpose()?, err, kind))
 }
 
 /// `blurhash_encode(pixels, w, h [, cx, cy])`: RGBA or RGB bytes (told apart by length).
@@ -165,8 +165,8 @@ pub fn blurhash_decode(
     lua: &Lua,
     (hash, w, h, punch): (String, u32, u32, Option<f32>),
 ) -> LuaResult<Outcome<mlua::LuaString>> {
-    let (px, err) = outcome(blurhash::decode(&hash, w, h, punch.unwrap_or(1.0)));
-    Ok((px.map(|p| lua.create_string(&p)).transpose()?, err))
+    let (px, err, kind) = outcome(blurhash::decode(&hash, w, h, punch.unwrap_or(1.0)));
+    Ok((px.map(|p| lua.create_string(&p)).transpose()?, err, kind))
 }
 
 /// `new_pool(opts)`: a worker pool for Prosody.
@@ -191,7 +191,10 @@ impl UserData for LuaPool {
                 entry.set("id", c.id)?;
                 match c.result {
                     Ok(m) => entry.set("result", metadata_table(lua, &m)?)?,
-                    Err(e) => entry.set("err", e)?,
+                    Err(e) => {
+                        entry.set("err", e.to_string())?;
+                        entry.set("kind", e.kind())?;
+                    }
                 }
                 list.push(entry)?;
             }

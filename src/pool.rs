@@ -19,16 +19,13 @@ use crate::error::{Error, Result};
 use crate::fetch::Fetcher;
 use crate::options::PoolOptions;
 
-/// A failed analysis is remembered at most this long, so a URL that timed out is tried again
-/// soon but a flood of the same bad URL is not fetched again and again.
-const ERROR_TTL: Duration = Duration::from_secs(60);
-
 /// The outcome of one submitted URL.
 #[derive(Debug, Clone)]
 pub struct Completion {
     pub id: u64,
     pub url: String,
-    pub result: std::result::Result<Metadata, String>,
+    /// The metadata, or the error with its kind (`Error::kind`) for the plugin's metric.
+    pub result: Result<Metadata>,
 }
 
 struct Job {
@@ -58,7 +55,7 @@ pub struct Pool {
     readable: UnixStream,
     workers: Vec<JoinHandle<()>>,
     next_id: u64,
-    cache: HashMap<String, (Instant, std::result::Result<Metadata, String>)>,
+    cache: HashMap<String, (Instant, Result<Metadata>)>,
     opts: PoolOptions,
 }
 
@@ -137,9 +134,9 @@ impl Pool {
         running.len()
     }
 
-    fn cached(&mut self, url: &str) -> Option<std::result::Result<Metadata, String>> {
+    fn cached(&mut self, url: &str) -> Option<Result<Metadata>> {
         let (at, result) = self.cache.get(url)?;
-        let ttl = if result.is_ok() { self.opts.cache_ttl } else { self.opts.cache_ttl.min(ERROR_TTL) };
+        let ttl = if result.is_ok() { self.opts.cache_ttl } else { self.opts.cache_ttl.min(self.opts.failure_ttl) };
         if at.elapsed() <= ttl {
             return Some(result.clone());
         }
@@ -177,9 +174,8 @@ fn work(rx: &Mutex<Receiver<Job>>, shared: &Shared, fetcher: &Fetcher) {
         if shared.closing.load(Ordering::SeqCst) {
             return;
         }
-        let result = catch_unwind(AssertUnwindSafe(|| analyze(fetcher, &job.url)))
-            .unwrap_or_else(|p| Err(Error::from_panic(p)))
-            .map_err(|e| e.to_string());
+        let result =
+            catch_unwind(AssertUnwindSafe(|| analyze(fetcher, &job.url))).unwrap_or_else(|p| Err(Error::from_panic(p)));
         shared.complete(Completion { id: job.id, url: job.url, result });
     }
 }

@@ -226,10 +226,10 @@ fn a_megabyte_of_headers_is_refused() {
         let s = header_flood(shape);
         let (r, took) = timed(&s.url("/h.png"), local());
         match &r {
-            Err(Error::Fetch { why, .. }) => {
+            Err(Error::TooLarge { why, .. }) => {
                 assert!(why.to_lowercase().contains("header") || why.contains("status"), "{shape}: {why}")
             }
-            other => panic!("{shape}: expected a fetch error about the headers, got {other:?}"),
+            other => panic!("{shape}: expected a refusal of the headers as too large, got {other:?}"),
         }
         assert!(took < Duration::from_secs(3), "{shape}: {took:?}");
     }
@@ -239,7 +239,10 @@ fn a_megabyte_of_headers_is_refused() {
 fn a_megabyte_of_headers_in_a_few_long_lines_is_refused() {
     let s = header_flood("few long lines");
     let r = run(&s.url("/h.png"), local());
-    assert!(matches!(&r, Err(Error::Fetch { why, .. }) if why.to_lowercase().contains("header")), "{r:?}");
+    assert!(
+        matches!(&r, Err(e @ Error::TooLarge { why, .. }) if why.contains("header") && e.kind() == "too_large"),
+        "{r:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -270,8 +273,9 @@ fn a_compressed_body_is_refused_though_identity_was_asked_for() {
     {
         let s = serving(vec![format!("Content-Encoding: {enc}")], gzip_stored(&img), seen.clone());
         match run(&s.url("/z.png"), local()) {
-            Err(Error::Fetch { why, .. }) => {
-                assert!(why.contains("-encoded body") && why.contains(enc.trim()), "{enc}: {why}")
+            Err(ref e @ Error::BadResponse { ref why, .. }) => {
+                assert!(why.contains("-encoded body") && why.contains(enc.trim()), "{enc}: {why}");
+                assert_eq!(e.kind(), "bad_response");
             }
             other => panic!("Content-Encoding {enc}: expected a refusal, got {other:?}"),
         }
@@ -296,7 +300,7 @@ fn a_second_content_encoding_header_is_not_overlooked() {
         Arc::default(),
     );
     let r = run(&s.url("/z.png"), local());
-    assert!(matches!(&r, Err(Error::Fetch { why, .. }) if why.contains("gzip")), "{r:?}");
+    assert!(matches!(&r, Err(Error::BadResponse { why, .. }) if why.contains("gzip")), "{r:?}");
 }
 
 #[test]

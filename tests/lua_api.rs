@@ -1,6 +1,9 @@
 //! The library as Lua sees it (the binding in src/lua.rs), from a vendored Lua 5.4: the
-//! option check's shapes.
+//! option check's shapes, and errors that keep their kind.
 
+mod common;
+
+use common::*;
 use mlua::Lua;
 
 /// Runs `chunk` with the library as the global `mm` (and `base`, a test server's base URL).
@@ -101,5 +104,52 @@ fn new_pool_and_analyze_raise_on_a_bad_value_through_the_same_check() {
         pool:close()
         "#,
         "",
+    );
+}
+
+#[test]
+fn errors_reach_lua_with_their_kind() {
+    let s = Server::start(vec![("/p.png", Reply::Ok("image/png", png(&photo(16, 8))))]);
+    let base = s.url("");
+    run(
+        r#"
+        local m, err, kind = mm.analyze("ftp://media.example/a.png")
+        assert(m == nil and err == 'refused: scheme "ftp" is not http or https' and kind == "refused", err)
+        m, err, kind = mm.analyze(base .. "/p.png")
+        assert(m == nil and err == "refused: 127.0.0.1 is loopback" and kind == "refused", err)
+        m, err, kind = mm.analyze(base .. "/missing", { allow_private = true })
+        assert(m == nil and kind == "http_status" and err:find("HTTP 404", 1, true), err)
+        m, err, kind = mm.analyze("http://", { allow_private = true })
+        assert(kind == "bad_url", kind)
+        m = assert(mm.analyze(base .. "/p.png", { allow_private = true }))
+        assert(m.width == 16 and m.height == 8)
+
+        local pool = mm.new_pool({ threads = 1, queue_length = 1, allow_private = true })
+        local ok_id = assert(pool:submit(base .. "/p.png"))
+        local _, qerr, qkind = pool:submit(base .. "/p.png")
+        -- The worker may have taken the first job already; then the queue had room.
+        if qerr then assert(qerr == "queue full" and qkind == "queue_full", qerr) end
+        local results = {}
+        local function wait_for(id)
+            for _ = 1, 500 do
+                for _, c in ipairs(pool:drain()) do results[c.id] = c end
+                if results[id] then return results[id] end
+                os.execute("sleep 0.01")
+            end
+            error("no completion for " .. id)
+        end
+        local c = wait_for(ok_id)
+        assert(c.result and c.result.width == 16 and c.err == nil and c.kind == nil)
+        local bad = assert(pool:submit(base .. "/missing"))
+        c = wait_for(bad)
+        assert(c.result == nil and c.kind == "http_status" and c.err:find("HTTP 404", 1, true), c.err)
+        pool:close()
+        local none, cerr, ckind = pool:submit(base .. "/p.png")
+        assert(none == nil and cerr == "the pool is closed" and ckind == "closed", cerr)
+
+        local h, berr, bkind = mm.blurhash_decode("xyz", 4, 4)
+        assert(h == nil and bkind == "bad_blurhash", berr)
+        "#,
+        &base,
     );
 }

@@ -51,7 +51,9 @@ fn results_arrive_through_the_fd_by_job_id() {
     let by_id = |id| done.iter().find(|c| c.id == id).unwrap_or_else(|| panic!("no result for {id}"));
     assert_eq!(by_id(a).result.as_ref().unwrap().width, Some(40));
     assert_eq!(by_id(b).result.as_ref().unwrap().height, Some(40));
-    assert!(by_id(bad).result.as_ref().unwrap_err().contains("ftp"));
+    let e = by_id(bad).result.as_ref().unwrap_err();
+    assert!(matches!(e, Error::Scheme(s) if s == "ftp"), "the error keeps its variant: {e:?}");
+    assert_eq!((e.kind(), e.to_string().as_str()), ("refused", "refused: scheme \"ftp\" is not http or https"));
     assert!(!readable(p.fd(), Duration::ZERO), "drain empties the fd");
     assert_eq!(p.close(Duration::from_secs(1)), 0, "idle workers exit at once");
 }
