@@ -185,7 +185,7 @@ end
 
 -- Worker pool -------------------------------------------------------------------------------
 
-local pool = mm.new_pool({
+local pool_options = {
 	threads = threads;
 	queue_length = queue_length;
 	connect_timeout = connect_timeout;
@@ -201,26 +201,27 @@ local pool = mm.new_pool({
 	cache_size = cache_size;
 	cache_ttl = cache_ttl;
 	user_agent = user_agent;
-});
+};
 
--- Job id -> the URL entry of a waiting message (see analyse()). Plain tables and one waiter
--- per message: Prosody's GC runs a cycle for every few percent the heap grows, so every
--- kilobyte allocated per message costs the main loop time.
+-- Job id -> the URL entry of a held message (see hold()). Plain tables: Prosody's GC runs a
+-- cycle for every few percent the heap grows, so every kilobyte allocated per message costs
+-- the main loop time.
 local jobs = {};
+local pool, watcher;
 
--- Records a job's outcome and lets its message go on once none of its jobs is left.
+local release; -- lets a held message go on (below, with the held messages)
+
+-- Records a job's outcome; the message goes on once none of its jobs is left.
 local function finish(entry, done)
 	entry.done = done;
 	local held = entry.held;
 	held.pending = held.pending - 1;
 	if held.pending == 0 then
-		held.resume();
+		release(held);
 	end
 end
 
-local watcher;
-
-local function shutdown(reason)
+local function stop_pool(reason)
 	if watcher then
 		-- The fd must leave epoll before the pool closes it.
 		if watcher.close then
@@ -234,7 +235,7 @@ local function shutdown(reason)
 		pool:close();
 		pool = nil;
 	end
-	-- Whoever still waits gets "no metadata" now rather than at its deadline.
+	-- Whoever still waits goes on now without metadata rather than at its deadline.
 	for id, entry in pairs(jobs) do
 		jobs[id] = nil;
 		finish(entry, { id = id, err = reason });
@@ -260,22 +261,22 @@ local function on_readable()
 	local ok, err = xpcall(drain, debug.traceback);
 	if not ok then
 		module:log("error", "Collecting analysis results failed, analysis is off until reload: %s", err);
-		pcall(shutdown, "results cannot be collected");
+		pcall(stop_pool, "results cannot be collected");
 	end
 end
 
-do
-	local ok, err = pcall(function ()
-		watcher = server.watchfd(pool:getfd(), on_readable);
-	end);
-	if not ok or not watcher then
-		pool:close();
-		error(("Could not watch the media_metadata pool's fd: %s"):format(err), 0);
+local function start_pool()
+	local new = mm.new_pool(pool_options);
+	local ok, new_watcher = pcall(server.watchfd, new:getfd(), on_readable);
+	if not ok or not new_watcher then
+		new:close();
+		error(("Could not watch the media_metadata pool's fd: %s"):format(new_watcher), 0);
 	end
+	pool, watcher = new, new_watcher;
 end
 
 function module.unload()
-	shutdown("module unloaded");
+	stop_pool("module unloaded");
 end
 
 -- Stanzas ---------------------------------------------------------------------------------
@@ -370,85 +371,82 @@ local function strip_and_collect(stanza)
 	return wanted;
 end
 
--- COMPAT: mod_c2s pauses reading from a session while its runner waits (as ours does, for
--- the analysis), and net.server_epoll (0.12 and 13) resumes it without looking at what
--- LuaSocket has already buffered: a client that sent more stanzas in one go would stall until
--- it sends something else. So once the wait is over, process such data if the connection is
--- reading again (if it is still paused, the wait that paused it schedules this again).
--- Whether LuaSocket holds data read for `conn` that Prosody has not seen; nil if `conn` is
--- closed or not a server_epoll connection.
-local function buffered(conn)
-	local sock = conn.conn;
-	if sock and sock.dirty and conn.onreadable then
-		return sock:dirty();
-	end
-end
+-- Held messages -------------------------------------------------------------------------------
 
-local function read_buffered(conn)
-	local dirty = buffered(conn);
-	if dirty == nil then
-		return; -- closed, or not a server_epoll connection
-	end
-	if not conn._wantread then
-		return 0.01; -- still paused: the session's runner has more to do first
-	end
-	if dirty then
-		conn:onreadable();
-	end
-end
+-- A message with URLs leaves muc-occupant-groupchat at our handler, which returns true: the
+-- sender's session goes straight on with its next stanza (mod_c2s and mod_s2s pause a whole
+-- connection while a handler waits, so waiting there would stall everything else the sender,
+-- or a whole remote server, sends). When its results are in, or at the deadline, the message
+-- goes on where it left off: through the handlers below ours, then the broadcast, as
+-- room:handle_groupchat_to_room() does. The same sender's later messages in the same room
+-- queue behind it, so their order is kept; nothing else waits.
+-- queues[room JID][sender's full JID] = { room =, from =, held, held, ... }
+local queues = {};
 
-local function after_wait(origin)
-	local conn = origin and origin.conn;
-	if type(conn) ~= "table" then return; end
-	-- Only a read puts data there, and a paused connection is not read: nothing buffered now
-	-- (the usual case) means no timer is needed.
-	local ok, dirty = pcall(buffered, conn);
-	if not (ok and dirty) then return; end
-	local until_ = time_now() + deadline + 1;
-	module:add_timer(0, function ()
-		local ok, again = pcall(read_buffered, conn);
-		if not ok then
-			module:log("debug", "Could not check for buffered data: %s", again);
-		elseif again and time_now() < until_ then
-			return again;
+local on_groupchat; -- our muc-occupant-groupchat handler (below)
+local host_events = (prosody.hosts[module.host] or prosody).events;
+
+-- What fire_event would have run after our handler: the handlers below it, in order, until
+-- one stops the event. True when one did (it sent an error, changed the subject, ...).
+local function rest_of_groupchat_event(event)
+	local handlers = host_events.get_handlers("muc-occupant-groupchat") or {};
+	local after = false;
+	for i = 1, #handlers do
+		local handler = handlers[i];
+		if after then
+			if handler(event) ~= nil then return true; end
+		elseif handler == on_groupchat then
+			after = true;
 		end
-	end);
+	end
+	return false;
 end
 
-local function analyse(event)
-	local stanza = event.stanza;
-	if not has_ours(stanza) then return; end
-	local wanted = strip_and_collect(stanza);
-	if not wanted[1] then return; end
-	if not pool then return; end -- shut down after a failure
-	if not async.ready() then
-		module:log("debug", "Passing message %s on without analysis: not in an async runner", stanza.attr.id);
+-- XEP-0045 status codes of an occupant removed by someone else.
+local removed_by_status = { ["301"] = "banned"; ["307"] = "kicked"; ["321"] = "removed by an affiliation change";
+	["322"] = "removed from a members-only room" };
+local may_speak = { participant = true; moderator = true };
+
+-- Why a held message may no longer be broadcast, or nil. An occupant who left of their own
+-- accord still has it delivered: it was allowed when sent.
+local function no_longer_allowed(held)
+	local event = held.event;
+	if held.removed then return held.removed; end
+	if event.room:get_affiliation(event.from) == "outcast" then return "banned"; end
+	local occupant = event.room:get_occupant_by_real_jid(event.from);
+	if occupant and not may_speak[occupant.role] then return "lost voice"; end
+end
+
+local function deliver(held)
+	local event = held.event;
+	local room, stanza, from = event.room, event.stanza, event.from;
+	local why = no_longer_allowed(held);
+	if why then
+		module:log("debug", "Not broadcasting message %s from %s to %s: %s while it was held", stanza.attr.id, from, room.jid, why);
 		return;
 	end
+	if rest_of_groupchat_event(event) then return; end
+	stanza.attr.from = event.occupant and event.occupant.nick or room.jid;
+	room:broadcast_message(stanza);
+	stanza.attr.from = from;
+end
 
-	local started = time_now();
-	local wait, resume = async.waiter(1, true); -- resumed by the last result or the deadline
-	local held = { pending = 0, resume = resume };
-	for _, entry in ipairs(wanted) do
-		local id, err = pool:submit(entry.url);
-		if id then
-			entry.id, entry.held = id, held;
-			jobs[id] = entry;
-			held.pending = held.pending + 1;
-		else
-			module:log("debug", "Not analysing %s: %s", entry.url, err);
-			count("not_queued");
-		end
+-- Held messages go on inside a runner of their own, as they would have in their sender's: a
+-- handler below ours or an archive store may wait. One runner keeps them in order.
+local deliverer = async.runner(function (held)
+	local ok, err = xpcall(deliver, debug.traceback, held);
+	if not ok then
+		module:log("error", "Broadcasting held message %s failed: %s", held.event.stanza.attr.id, err);
 	end
-	if held.pending == 0 then return; end
+end);
 
-	local timer = module:add_timer(deadline, resume);
-	wait();
-	timer:stop();
-	after_wait(event.origin);
-	held_for:sample(time_now() - started);
-
-	for _, entry in ipairs(wanted) do
+-- Adds what the pool found to the message's oob elements, and counts each URL's outcome.
+local function annotate(held)
+	if held.timer then
+		held.timer:stop();
+		held_for:sample(time_now() - held.started);
+	end
+	for _, entry in ipairs(held.wanted or {}) do
 		if entry.held then
 			jobs[entry.id] = nil; -- a result after the deadline is discarded
 			local done = entry.done;
@@ -476,15 +474,111 @@ local function analyse(event)
 	end
 end
 
--- Below the role check (50), so only messages that will be broadcast are analysed; above
--- core MUC's own clean-up (0).
-module:hook("muc-occupant-groupchat", function (event)
-	local ok, err = xpcall(analyse, debug.traceback, event);
-	if not ok then
-		module:log("error", "Adding media metadata failed, passing the message on: %s", err);
+-- Sends on every message at the head of `queue` that is ready, in order.
+local function pump(queue)
+	while queue[1] and queue[1].ready do
+		local held = table.remove(queue, 1);
+		annotate(held);
+		deliverer:run(held);
 	end
-	-- Nothing is returned: the message is always delivered.
-end, 10);
+	local room_queues = queues[queue.room];
+	if not queue[1] and room_queues and room_queues[queue.from] == queue then
+		room_queues[queue.from] = nil;
+		if next(room_queues) == nil then queues[queue.room] = nil; end
+	end
+end
+
+function release(held)
+	if held.ready then return; end -- the deadline and the last result can both come
+	held.ready = true;
+	if held.queue then pump(held.queue); end
+end
+
+-- Submits the message's URLs; true if it is held (for them, or behind its sender's earlier
+-- message). A message with nothing to wait for allocates nothing.
+local function hold(event)
+	local stanza, room_jid, from = event.stanza, event.room.jid, event.from;
+	local room_queues = queues[room_jid];
+	local queue = room_queues and room_queues[from];
+	local wanted = has_ours(stanza) and strip_and_collect(stanza);
+	if not (queue or (wanted and wanted[1] and pool)) then
+		return false;
+	end
+	local held = { event = event, wanted = wanted, pending = 0, started = time_now() };
+	if pool and wanted then
+		for _, entry in ipairs(wanted) do
+			local id, err = pool:submit(entry.url);
+			if id then
+				entry.id, entry.held = id, held;
+				jobs[id] = entry;
+				held.pending = held.pending + 1;
+			else
+				module:log("debug", "Not analysing %s: %s", entry.url, err);
+				count("not_queued");
+			end
+		end
+	end
+	if held.pending == 0 then
+		if not queue then return false; end
+		held.ready = true; -- waits only for the messages ahead of it
+	else
+		held.timer = module:add_timer(deadline, function () release(held); end);
+	end
+	if not queue then
+		queue = { room = room_jid, from = from };
+		room_queues = room_queues or {};
+		queues[room_jid], room_queues[from] = room_queues, queue;
+	end
+	held.queue = queue;
+	queue[#queue+1] = held;
+	return true;
+end
+
+-- Below the role check (50), so only messages that will be broadcast are analysed; above
+-- core MUC's own clean-up (0), which runs when the message goes on.
+function on_groupchat(event)
+	local ok, held = xpcall(hold, debug.traceback, event);
+	if not ok then
+		module:log("error", "Adding media metadata failed, passing the message on: %s", held);
+	elseif held then
+		return true;
+	end
+end
+module:hook("muc-occupant-groupchat", on_groupchat, 10);
+
+-- Occupants removed while their message is held: their message is not broadcast.
+module:hook("muc-broadcast-presence", function (event)
+	local room_queues = queues[event.room.jid];
+	if not (room_queues and event.x and event.occupant) then return; end
+	local why;
+	for status in event.x:childtags("status") do
+		why = why or removed_by_status[status.attr.code];
+	end
+	if not why then return; end
+	for real_jid in event.occupant:each_session() do
+		for _, held in ipairs(room_queues[real_jid] or {}) do
+			held.removed = why;
+		end
+	end
+end);
+
+-- Nothing is lost at shutdown: what is held goes on now, without what is not done.
+module:hook_global("server-stopping", function ()
+	stop_pool("Prosody is stopping");
+end);
+
+-- Workers started before Prosody daemonizes would not survive its fork (0.12 forks at
+-- server-started, after loading modules): start them after it, when the server is starting.
+if prosody.start_time then
+	start_pool();
+else
+	module:hook_global("server-started", function ()
+		local ok, err = pcall(start_pool);
+		if not ok then
+			module:log("error", "Could not start the media_metadata workers, URLs are not analysed: %s", err);
+		end
+	end, -100);
+end
 
 if mm.version ~= version then
 	module:log("warn", "This plugin is version %s but its media_metadata library is %s: install the two from the same release",

@@ -5,6 +5,7 @@
 local spec_dir = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".";
 package.path = ("%s/helpers/?.lua;%s"):format(spec_dir, package.path);
 local stand_ins = require "stand_ins";
+local st = require "util.stanza";
 
 local xmlns_oob = "jabber:x:oob";
 local xmlns_metadata = "xmpp:prosody.im/protocol/media-metadata#0";
@@ -165,51 +166,71 @@ describe("mod_muc_media_metadata", function ()
 		assert.is_nil(module:logged("error", "media_metadata_deadline"));
 	end);
 
-	it("adds the result in the contract's order, only known fields, integers without .0", function ()
-		local module, pool, handler = load();
-		local stanza = groupchat(oob(photo));
-		local state = stand_ins.run_in_runner(handler, event_for(stanza));
+	-- The room of every test below, with juliet (the sender of groupchat()) in it.
+	local juliet = "juliet@example.com/balcony";
+	local function new_room()
+		local room = stand_ins.room("room@conference.example.com");
+		room:join(juliet, "juliet");
+		return room;
+	end
+
+	-- juliet's message with `inner` through the room; returns the runner's state.
+	local function send(module, room, inner, body)
+		local stanza = groupchat(inner);
+		if body then
+			stanza:get_child("body"):text(" " .. body);
+		end
+		return stand_ins.send_groupchat(module, room, stanza), stanza;
+	end
+
+	it("holds the message, not the sender's runner, and adds the result in the contract's order", function ()
+		local module, pool = load();
+		local room = new_room();
+		local state, stanza = send(module, room, oob(photo));
 		assert.same({ { id = pool.submitted[1].id, url = photo } }, pool.submitted);
-		assert.is_false(state.done); -- held until the result is in
+		assert.is_true(state.done); -- the session goes on with its next stanza at once
+		assert.same({}, room.broadcasts); -- the message waits for its result
 
 		pool:complete(photo, {
 			blurhash = "LEHV6nWB2yk8pyo0adR*.7kCMdnj", height = 3024.0, width = 4032,
 			type = "image/jpeg", bytes = 15690.0, colour = "red",
 		});
 		wake();
-		assert.is_true(state.done);
-		assert.is_nil(state.error);
-		assert.is_nil(state.returned[1]); -- never true/false: that would stop the message
+		assert.equal(1, #room.broadcasts);
+		assert.equal("room@conference.example.com/juliet", room.broadcasts[1].from);
+		assert.equal(juliet, stanza.attr.from); -- restored, as handle_groupchat_to_room does
 		assert.equal("<x xmlns='jabber:x:oob'><url>" .. photo .. "</url>"
 			.. "<metadata xmlns='" .. xmlns_metadata .. "'><bytes>15690</bytes><type>image/jpeg</type>"
 			.. "<width>4032</width><height>3024</height><blurhash>LEHV6nWB2yk8pyo0adR*.7kCMdnj</blurhash>"
 			.. "</metadata></x>", tostring(oobs_of(stanza)[1]));
 		assert.is_true(module.timers[1].stopped);
 		assert.equal(1, module.metrics.urls.values.metadata);
+		assert.equal(1, module.metrics.held.values[""]);
 	end);
 
 	it("leaves out fields that are missing or not valid, and adds nothing when none is left", function ()
-		local _, pool, handler = load();
+		local module, pool = load();
+		local room = new_room();
 		-- The junk comes first: a value util.stanza refuses must not cost the next oob its metadata.
-		local stanza = groupchat(oob("https://a.example/junk") .. oob("https://a.example/partial"));
-		local state = stand_ins.run_in_runner(handler, event_for(stanza));
+		local _, stanza = send(module, room, oob("https://a.example/junk") .. oob("https://a.example/partial"));
 		pool:complete("https://a.example/junk", { type = "text/html\1", blurhash = "no spaces allowed", width = 0, bytes = "12" });
 		pool:complete("https://a.example/partial", { type = "video/mp4", width = -1, height = 2.5, bytes = 99 });
 		wake();
-		assert.is_true(state.done);
+		assert.equal(1, #room.broadcasts);
 		local junk, partial = oobs_of(stanza)[1], oobs_of(stanza)[2];
 		assert.is_nil(metadata_of(junk));
 		assert.equal("<metadata xmlns='" .. xmlns_metadata .. "'><bytes>99</bytes><type>video/mp4</type></metadata>",
 			tostring(metadata_of(partial)));
 	end);
 
-	it("strips forged metadata from oob and the top level when there is no URL", function ()
-		local _, pool, handler = load();
-		local stanza = groupchat("<x xmlns='jabber:x:oob'>" .. forged .. "</x>" .. forged
+	it("strips forged metadata from oob and the top level when there is no URL, and does not hold", function ()
+		local module, pool = load();
+		local room = new_room();
+		local _, stanza = send(module, room, "<x xmlns='jabber:x:oob'>" .. forged .. "</x>" .. forged
 			.. "<metadata xmlns='urn:example:other'/>");
-		local state = stand_ins.run_in_runner(handler, event_for(stanza));
-		assert.is_true(state.done);
+		assert.equal(1, #room.broadcasts); -- at once
 		assert.equal(0, #pool.submitted);
+		assert.equal(0, #module.timers);
 		assert.is_nil(stanza:get_child("metadata", xmlns_metadata));
 		assert.is_nil(metadata_of(oobs_of(stanza)[1]));
 		assert.truthy(stanza:get_child("metadata", "urn:example:other")); -- not ours: kept
@@ -217,12 +238,12 @@ describe("mod_muc_media_metadata", function ()
 	end);
 
 	it("strips forged metadata when the analysis fails, and logs the URL and error", function ()
-		local module, pool, handler = load();
-		local stanza = groupchat(oob(photo, forged) .. forged);
-		local state = stand_ins.run_in_runner(handler, event_for(stanza));
+		local module, pool = load();
+		local room = new_room();
+		local _, stanza = send(module, room, oob(photo, forged) .. forged);
 		pool:fail(photo, "refused: 10.0.0.5 is a private address");
 		wake();
-		assert.is_true(state.done);
+		assert.equal(1, #room.broadcasts);
 		assert.is_nil(metadata_of(oobs_of(stanza)[1]));
 		assert.is_nil(stanza:get_child("metadata", xmlns_metadata));
 		assert.truthy(module:logged("debug", photo, "refused: 10.0.0.5 is a private address"));
@@ -230,9 +251,8 @@ describe("mod_muc_media_metadata", function ()
 	end);
 
 	it("replaces forged metadata with its own", function ()
-		local _, pool, handler = load();
-		local stanza = groupchat(oob(photo, forged));
-		stand_ins.run_in_runner(handler, event_for(stanza));
+		local module, pool = load();
+		local _, stanza = send(module, new_room(), oob(photo, forged));
 		pool:complete(photo, { width = 640, height = 480 });
 		wake();
 		local x = oobs_of(stanza)[1];
@@ -244,29 +264,31 @@ describe("mod_muc_media_metadata", function ()
 	end);
 
 	it("does not submit URLs beyond media_metadata_max_urls, and logs it", function ()
-		local module, pool, handler = load({ media_metadata_max_urls = 2 });
-		local stanza = groupchat(oob("https://a.example/1") .. oob("https://a.example/2")
+		local module, pool = load({ media_metadata_max_urls = 2 });
+		local room = new_room();
+		local _, stanza = send(module, room, oob("https://a.example/1") .. oob("https://a.example/2")
 			.. oob("https://a.example/3"));
-		local state = stand_ins.run_in_runner(handler, event_for(stanza));
 		assert.same({ "https://a.example/1", "https://a.example/2" },
 			{ pool.submitted[1].url, pool.submitted[2].url });
 		assert.equal(2, #pool.submitted);
 		assert.truthy(module:logged("debug", "1 more URLs", "media_metadata_max_urls = 2"));
 		pool:complete("https://a.example/1", { bytes = 1 });
+		wake();
+		assert.equal(0, #room.broadcasts); -- one result is not all
 		pool:complete("https://a.example/2", { bytes = 2 });
 		wake();
-		assert.is_true(state.done);
+		assert.equal(1, #room.broadcasts);
 		assert.is_nil(metadata_of(oobs_of(stanza)[3]));
 	end);
 
 	it("submits a URL shared twice once and annotates both, and skips schemes it cannot fetch", function ()
-		local _, pool, handler = load();
-		local stanza = groupchat(oob(photo) .. oob("aesgcm://upload.example.net/x.jpg#key") .. oob(photo));
-		local state = stand_ins.run_in_runner(handler, event_for(stanza));
+		local module, pool = load();
+		local room = new_room();
+		local _, stanza = send(module, room, oob(photo) .. oob("aesgcm://upload.example.net/x.jpg#key") .. oob(photo));
 		assert.equal(1, #pool.submitted);
 		pool:complete(photo, { bytes = 5 });
 		wake();
-		assert.is_true(state.done);
+		assert.equal(1, #room.broadcasts);
 		local x = oobs_of(stanza);
 		assert.equal("5", metadata_of(x[1]):get_child_text("bytes"));
 		assert.is_nil(metadata_of(x[2]));
@@ -274,48 +296,47 @@ describe("mod_muc_media_metadata", function ()
 	end);
 
 	it("passes the message on without metadata when the deadline passes first", function ()
-		local module, pool, handler = load({ media_metadata_deadline = 3 });
-		local stanza = groupchat(oob(photo) .. oob("https://a.example/slow"));
-		local state = stand_ins.run_in_runner(handler, event_for(stanza));
+		local module, pool = load({ media_metadata_deadline = 3 });
+		local room = new_room();
+		local _, stanza = send(module, room, oob(photo) .. oob("https://a.example/slow"));
 		assert.equal(1, #module.timers);
 		assert.equal(3, module.timers[1].delay);
 		pool:complete(photo, { bytes = 7 });
 		wake();
-		assert.is_false(state.done); -- still waiting for the slow one
+		assert.equal(0, #room.broadcasts); -- still waiting for the slow one
 
 		module.timers[1]:fire();
 		stand_ins.flush();
-		assert.is_true(state.done);
-		assert.is_nil(state.error);
+		assert.equal(1, #room.broadcasts);
 		assert.equal("7", metadata_of(oobs_of(stanza)[1]):get_child_text("bytes"));
 		assert.is_nil(metadata_of(oobs_of(stanza)[2]));
 		assert.truthy(module:logged("debug", "https://a.example/slow", "3s"));
 		assert.equal(1, module.metrics.urls.values.deadline);
 
-		-- The late result is drained and dropped; the message has gone on.
+		-- The late result is drained and dropped; the message has gone on, once.
 		pool:complete("https://a.example/slow", { bytes = 8 });
 		wake();
 		assert.is_nil(metadata_of(oobs_of(stanza)[2]));
 		assert.equal(0, #pool.done);
 		assert.truthy(module:logged("debug", "Discarding the result of job"));
+		assert.equal(1, #room.broadcasts);
 	end);
 
 	it("lets the message go on from the fd callback itself, not a tick later", function ()
-		local _, pool, handler = load();
-		local stanza = groupchat(oob(photo));
-		local async = require "util.async";
-		local state = { done = false };
-		local runner = async.runner(function (e) handler(e); state.done = true; end);
-		runner:run(event_for(stanza));
+		local module, pool = load();
+		local room = new_room();
+		local _, stanza = send(module, room, oob(photo));
 		pool:complete(photo, { bytes = 3 });
 		stand_ins.server.watchers[1]:onreadable(); -- no flush: queued ticks have not run
-		assert.is_true(state.done);
+		assert.equal(1, #room.broadcasts);
 		assert.equal("3", metadata_of(oobs_of(stanza)[1]):get_child_text("bytes"));
 	end);
 
 	it("does nothing for a message without oob or metadata, and allocates nothing", function ()
 		local _, pool, handler = load();
-		local event = event_for(groupchat("<active xmlns='http://jabber.org/protocol/chatstates'/>"));
+		local room = new_room();
+		local event = { room = room, stanza = groupchat("<active xmlns='http://jabber.org/protocol/chatstates'/>"),
+			from = juliet, occupant = room.occupants[juliet] };
 		handler(event);
 		collectgarbage("collect");
 		collectgarbage("stop");
@@ -327,107 +348,237 @@ describe("mod_muc_media_metadata", function ()
 		assert.equal(0, #pool.submitted);
 	end);
 
-	-- COMPAT (see after_wait in the plugin): data LuaSocket buffered before mod_c2s paused the
-	-- connection is read once it reads again.
-	describe("after the wait, a connection with buffered data", function ()
-		local function session(buffered)
-			local conn = { _wantread = false, reads = 0 };
-			conn.conn = { dirty = function () return buffered; end };
-			function conn:onreadable() self.reads = self.reads + 1; end
-			return { conn = conn };
-		end
+	describe("order", function ()
+		it("a sender's later messages in the same room wait behind the held one, others do not", function ()
+			local module, pool = load();
+			local room, other_room = new_room(), stand_ins.room("other@conference.example.com");
+			other_room:join(juliet, "juliet");
+			room:join("romeo@example.com/garden", "romeo");
+			send(module, room, oob(photo), "1");
+			local state2 = send(module, room, "", "2"); -- plain, from juliet
+			send(module, room, oob("https://a.example/fast"), "3");
+			local romeo = groupchat(""); -- the same room, another occupant
+			romeo.attr.from = "romeo@example.com/garden";
+			romeo:get_child("body"):text(" romeo");
+			stand_ins.send_groupchat(module, room, romeo);
+			send(module, other_room, "", "elsewhere"); -- juliet, another room
+			assert.is_true(state2.done);
+			assert.same({ "look romeo" }, room:bodies());
+			assert.same({ "look elsewhere" }, other_room:bodies());
 
-		local function analysed(module, pool, handler, origin)
-			local event = event_for(groupchat(oob(photo)));
-			event.origin = origin;
-			local state = stand_ins.run_in_runner(handler, event);
-			pool:complete(photo, { bytes = 1 });
+			pool:complete("https://a.example/fast", { bytes = 1 }); -- 3 is done but stays behind 1
 			wake();
-			assert.is_true(state.done);
-			return module.timers;
-		end
+			assert.same({ "look romeo" }, room:bodies());
+			pool:complete(photo, { bytes = 2 });
+			wake();
+			assert.same({ "look romeo", "look 1", "look 2", "look 3" }, room:bodies());
+			assert.equal("1", metadata_of(oobs_of(room.broadcasts[4].stanza)[1]):get_child_text("bytes"));
 
-		it("is read once the connection reads again", function ()
-			local module, pool, handler = load();
-			local origin = session(true);
-			local timers = analysed(module, pool, handler, origin);
-			assert.equal(2, #timers); -- the deadline's, and this one
-			assert.equal(0, timers[2].delay);
-			assert.equal(0.01, timers[2]:fire()); -- still paused: look again soon
-			assert.equal(0, origin.conn.reads);
-			origin.conn._wantread = true;
-			assert.is_nil(timers[2]:fire());
-			assert.equal(1, origin.conn.reads);
+			-- The queue is gone with its last message: the next plain one passes at once.
+			send(module, room, "", "4");
+			assert.equal("look 4", room:bodies()[5]);
 		end);
 
-		it("is not looked for when nothing is buffered (no timer)", function ()
-			local module, pool, handler = load();
-			local timers = analysed(module, pool, handler, session(false));
-			assert.equal(1, #timers); -- the deadline's only
+		it("a message behind a held one keeps its own deadline", function ()
+			local module, pool = load();
+			local room = new_room();
+			send(module, room, oob(photo), "1");
+			send(module, room, oob("https://a.example/slow"), "2");
+			assert.equal(2, #module.timers);
+			module.timers[2]:fire(); -- 2's deadline: it is ready, but 1 is not
+			assert.same({}, room:bodies());
+			pool:complete(photo, { bytes = 2 });
+			wake();
+			assert.same({ "look 1", "look 2" }, room:bodies());
+			assert.equal(1, module.metrics.urls.values.deadline);
+		end);
+	end);
+
+	describe("after the hold, the message goes on through the rest of the event", function ()
+		it("runs each handler below ours once, after the hold, and those above ours once, before it", function ()
+			local module, pool = load();
+			local room = new_room();
+			local calls = {};
+			module.events.add_handler("muc-occupant-groupchat", function () table.insert(calls, "role check (50)"); end, 50);
+			module.events.add_handler("muc-occupant-groupchat", function () table.insert(calls, "delay strip (0)"); end, 0);
+			module.events.add_handler("muc-occupant-groupchat", function () table.insert(calls, "last (-5)"); end, -5);
+			send(module, room, oob(photo));
+			assert.same({ "role check (50)" }, calls);
+			pool:complete(photo, { bytes = 1 });
+			wake();
+			assert.same({ "role check (50)", "delay strip (0)", "last (-5)" }, calls);
+			assert.equal(1, #room.broadcasts);
+		end);
+
+		it("is not broadcast when a handler below ours stops it", function ()
+			local module, pool = load();
+			local room = new_room();
+			module.events.add_handler("muc-occupant-groupchat", function () return true; end, 0);
+			send(module, room, oob(photo));
+			pool:complete(photo, { bytes = 1 });
+			wake();
+			assert.equal(0, #room.broadcasts);
+		end);
+
+		it("may wait in a handler below ours, and later messages still keep their order", function ()
+			local module, pool = load();
+			local room = new_room();
+			local async = require "util.async";
+			local go_on;
+			module.events.add_handler("muc-occupant-groupchat", function (event)
+				if event.stanza:get_child_text("body") == "look 1" then
+					local wait, done = async.waiter();
+					go_on = done;
+					wait();
+				end
+			end, 0);
+			send(module, room, oob(photo), "1");
+			send(module, room, "", "2");
+			pool:complete(photo, { bytes = 1 });
+			wake();
+			assert.is_function(go_on); -- 1 is waiting in the handler, 2 behind it
+			assert.same({}, room:bodies());
+			go_on();
+			stand_ins.flush();
+			assert.same({ "look 1", "look 2" }, room:bodies());
+		end);
+	end);
+
+	describe("a sender who is no longer allowed to speak", function ()
+		local function removed_presence(module, room, code)
+			module.events.fire_event("muc-broadcast-presence", {
+				room = room, occupant = room.occupants[juliet],
+				x = st.stanza("x", { xmlns = "http://jabber.org/protocol/muc#user" }):tag("status", { code = code }):up(),
+			});
+			room.occupants[juliet] = nil;
+		end
+
+		for _, case in ipairs({
+			{ "kicked", function (module, room) removed_presence(module, room, "307"); end };
+			{ "banned", function (module, room)
+				room.affiliations["juliet@example.com"] = "outcast";
+				removed_presence(module, room, "301");
+			end };
+			{ "lost voice", function (_, room) room.occupants[juliet].role = "visitor"; end };
+		}) do
+			it(("has no message broadcast when %s during the hold"):format(case[1]), function ()
+				local module, pool = load();
+				local room = new_room();
+				send(module, room, oob(photo), "1");
+				send(module, room, "", "2");
+				case[2](module, room);
+				pool:complete(photo, { bytes = 1 });
+				wake();
+				assert.same({}, room.broadcasts);
+				assert.truthy(module:logged("debug", "Not broadcasting message", case[1]));
+			end);
+		end
+
+		it("still has it broadcast, under the nick it was sent with, after leaving of their own accord", function ()
+			local module, pool = load();
+			local room = new_room();
+			send(module, room, oob(photo));
+			module.events.fire_event("muc-broadcast-presence", { room = room, occupant = room.occupants[juliet],
+				x = st.stanza("x", { xmlns = "http://jabber.org/protocol/muc#user" }) });
+			room.occupants[juliet] = nil;
+			pool:complete(photo, { bytes = 1 });
+			wake();
+			assert.equal(1, #room.broadcasts);
+			assert.equal("room@conference.example.com/juliet", room.broadcasts[1].from);
 		end);
 	end);
 
 	it("passes the message on at once without metadata when the queue is full", function ()
-		local module, pool, handler = load(nil, { capacity = 0 });
-		local stanza = groupchat(oob(photo, forged));
-		local state = stand_ins.run_in_runner(handler, event_for(stanza));
-		assert.is_true(state.done);
+		local module, pool = load(nil, { capacity = 0 });
+		local room = new_room();
+		local _, stanza = send(module, room, oob(photo, forged));
+		assert.equal(1, #room.broadcasts);
 		assert.equal(0, #module.timers); -- nothing to wait for
 		assert.is_nil(metadata_of(oobs_of(stanza)[1]));
 		assert.truthy(module:logged("debug", photo, "queue full"));
 		assert.equal(0, #pool.submitted);
+		assert.equal(1, module.metrics.urls.values.not_queued);
 	end);
 
-	it("outside an async runner only strips", function ()
+	it("analyses outside an async runner too (nothing waits in the handler)", function ()
 		local module, pool, handler = load();
-		local stanza = groupchat(oob(photo, forged));
-		local ret = table.pack(handler(event_for(stanza)));
-		assert.is_nil(ret[1]);
-		assert.equal(0, #pool.submitted);
-		assert.is_nil(metadata_of(oobs_of(stanza)[1]));
-		assert.equal(photo, oobs_of(stanza)[1]:get_child_text("url"));
-		assert.truthy(module:logged("debug", "not in an async runner"));
+		local room = new_room();
+		local stanza = groupchat(oob(photo));
+		assert.is_true(handler({ room = room, stanza = stanza, from = juliet, occupant = room.occupants[juliet] }));
+		pool:complete(photo, { bytes = 4 });
+		wake();
+		assert.equal(1, #room.broadcasts);
+		assert.equal("4", metadata_of(oobs_of(stanza)[1]):get_child_text("bytes"));
 	end);
 
 	it("never lets an error escape the hook, and delivers the message", function ()
-		local module, _, handler = load(nil, { submit_error = "boom in submit" });
-		local stanza = groupchat(oob(photo, forged));
-		local state = stand_ins.run_in_runner(handler, event_for(stanza));
+		local module = load(nil, { submit_error = "boom in submit" });
+		local room = new_room();
+		local state, stanza = send(module, room, oob(photo, forged));
 		assert.is_true(state.done);
 		assert.is_nil(state.error);
-		assert.is_nil(state.returned[1]);
+		assert.equal(1, #room.broadcasts);
 		assert.is_nil(metadata_of(oobs_of(stanza)[1]));
 		assert.truthy(module:logged("error", "boom in submit"));
 	end);
 
 	it("catches a failing drain in the fd callback and stops analysing", function ()
-		local module, pool, handler = load(nil, { drain_error = "boom in drain" });
-		local stanza = groupchat(oob(photo));
-		local state = stand_ins.run_in_runner(handler, event_for(stanza));
+		local module, pool = load(nil, { drain_error = "boom in drain" });
+		local room = new_room();
+		send(module, room, oob(photo));
 		assert.has_no.errors(function () stand_ins.server.watchers[1]:onreadable(); end);
 		stand_ins.flush();
 		assert.truthy(module:logged("error", "boom in drain"));
-		assert.is_true(state.done); -- the waiting message went on
+		assert.equal(1, #room.broadcasts); -- the held message went on
 		assert.same({ "watcher closed", "pool closed" }, stand_ins.events);
 
-		local later = stand_ins.run_in_runner(handler, event_for(groupchat(oob(photo, forged))));
-		assert.is_true(later.done);
+		send(module, room, oob(photo, forged));
+		assert.equal(2, #room.broadcasts);
 		assert.equal(1, #pool.submitted);
 	end);
 
-	it("unload closes the watcher, then the pool, and lets waiting messages go", function ()
-		local module, pool, handler = load();
-		local stanza = groupchat(oob(photo));
-		local state = stand_ins.run_in_runner(handler, event_for(stanza));
-		assert.is_false(state.done);
-		assert.is_function(module.unload); -- what Prosody calls on unload
-		module.unload();
-		stand_ins.flush();
-		assert.same({ "watcher closed", "pool closed" }, stand_ins.events);
-		assert.is_true(stand_ins.server.watchers[1].closed);
-		assert.is_true(pool.closed);
-		assert.is_true(state.done);
-		assert.is_nil(metadata_of(oobs_of(stanza)[1]));
+	for _, how in ipairs({ "unload", "server-stopping" }) do
+		it(("on %s closes the watcher, then the pool, and sends held messages on in order"):format(how), function ()
+			local module, pool = load();
+			local room = new_room();
+			local _, stanza = send(module, room, oob(photo), "1");
+			send(module, room, "", "2");
+			assert.same({}, room.broadcasts);
+			if how == "unload" then
+				assert.is_function(module.unload); -- what Prosody calls on unload
+				module.unload();
+			else
+				module.global_events.fire_event("server-stopping", {});
+			end
+			stand_ins.flush();
+			assert.same({ "watcher closed", "pool closed" }, stand_ins.events);
+			assert.is_true(stand_ins.server.watchers[1].closed);
+			assert.is_true(pool.closed);
+			assert.same({ "look 1", "look 2" }, room:bodies());
+			assert.is_nil(metadata_of(oobs_of(stanza)[1]));
+		end);
+	end
+
+	it("starts its workers only once Prosody has started, after it may have forked to daemonize", function ()
+		local lib = stand_ins.native();
+		package.loaded.media_metadata = lib;
+		local module = stand_ins.module();
+		local start_time = prosody.start_time;
+		prosody.start_time = nil; -- loaded with the server, as at start-up
+		local ok, err = pcall(stand_ins.load_plugin, module);
+		prosody.start_time = start_time;
+		assert(ok, err);
+		assert.equal(0, #lib.pools);
+		assert.equal(0, #stand_ins.server.watchers);
+		local room = new_room();
+		send(module, room, oob(photo)); -- before then: passes without analysis
+		assert.equal(1, #room.broadcasts);
+
+		module.global_events.fire_event("server-started", {});
+		assert.equal(1, #lib.pools);
+		assert.equal(1, #stand_ins.server.watchers);
+		send(module, room, oob(photo));
+		assert.equal(1, #lib.pools[1].submitted);
 	end);
 
 	describe("loading the library", function ()

@@ -27,7 +27,8 @@ end
 stand_ins.server = server;
 
 -- core.moduleapi needs these before it loads; nothing here calls into them.
-_G.prosody = _G.prosody or { hosts = {}, paths = {}, core_post_stanza = function () end };
+-- start_time: the server has started (a plugin loaded at start-up sees none until then).
+_G.prosody = _G.prosody or { hosts = {}, paths = {}, core_post_stanza = function () end, start_time = os.time() };
 package.loaded["net.server"] = server;
 package.loaded["util.timer"] = package.loaded["util.timer"] or {
 	add_task = function () error("stand-in util.timer: use module:add_timer"); end;
@@ -38,6 +39,7 @@ local moduleapi = require "core.moduleapi";
 local format = require "util.format".format;
 local xml = require "util.xml";
 local async = require "util.async";
+local new_events = require "util.events".new;
 
 -- Prosody runs some async work (a runner's next queued item) on the next tick of its timer,
 -- not at once; queue it so tests see the same ordering and can drive it.
@@ -70,6 +72,12 @@ function stand_ins.module(config, fields)
 		metrics = {};
 	}, { __index = moduleapi });
 	for k, v in pairs(fields or {}) do module[k] = v; end
+	-- The host's events, as Prosody's: hooks go there too, so fire_event runs them in order.
+	local host_events = new_events();
+	prosody.hosts[module.host] = { events = host_events };
+	module.events = host_events;
+	local global_events = new_events();
+	module.global_events = global_events;
 
 	function module:get_option(name, default)
 		local value = self.config[name];
@@ -81,6 +89,11 @@ function stand_ins.module(config, fields)
 	end
 	function module:hook(event, handler, priority)
 		table.insert(self.hooks, { event = event, handler = handler, priority = priority or 0 });
+		host_events.add_handler(event, handler, priority);
+	end
+	function module:hook_global(event, handler, priority)
+		table.insert(self.hooks, { event = event, handler = handler, priority = priority or 0, global = true });
+		global_events.add_handler(event, handler, priority);
 	end
 	function module:add_timer(delay, callback)
 		local timer = { delay = delay, callback = callback };
@@ -197,6 +210,47 @@ function stand_ins.run_in_runner(handler, event)
 	runner:run(event);
 	stand_ins.flush();
 	return state;
+end
+
+-- A MUC room as muc.lib.lua has it, as far as the plugin uses it: occupants by real JID,
+-- affiliations by bare JID, and what it broadcast (the stanza as sent, and its sender).
+function stand_ins.room(jid)
+	local room = { jid = jid, occupants = {}, affiliations = {}, broadcasts = {} };
+	function room:get_occupant_by_real_jid(real_jid) return self.occupants[real_jid]; end
+	function room:get_affiliation(j) return self.affiliations[j:match("^[^/]+")]; end
+	function room:broadcast_message(stanza)
+		table.insert(self.broadcasts, { from = stanza.attr.from, xml = tostring(stanza), stanza = stanza });
+	end
+	-- An occupant with one session, `real_jid`.
+	function room:join(real_jid, nick, role)
+		local occupant = { nick = self.jid .. "/" .. nick, role = role or "participant", bare_jid = real_jid:match("^[^/]+") };
+		function occupant.each_session() return pairs({ [real_jid] = true }); end
+		self.occupants[real_jid] = occupant;
+		return occupant;
+	end
+	-- The bodies broadcast so far, in order.
+	function room:bodies()
+		local list = {};
+		for _, b in ipairs(self.broadcasts) do table.insert(list, b.stanza:get_child_text("body")); end
+		return list;
+	end
+	return room;
+end
+
+-- What room:handle_groupchat_to_room() does with `stanza` from `stanza.attr.from`, in an
+-- async runner as for a stanza from a session: fires muc-occupant-groupchat on the module's
+-- host and, unless a handler stopped it, broadcasts. `state.done` tells whether the runner
+-- is free again (the session may go on with its next stanza).
+function stand_ins.send_groupchat(module, room, stanza, origin)
+	local from = stanza.attr.from;
+	local event = { room = room, origin = origin, stanza = stanza, from = from, occupant = room.occupants[from] };
+	return stand_ins.run_in_runner(function (e)
+		if module.events.fire_event("muc-occupant-groupchat", e) then return true; end
+		stanza.attr.from = e.occupant and e.occupant.nick or room.jid;
+		room:broadcast_message(stanza);
+		stanza.attr.from = from;
+		return true;
+	end, event);
 end
 
 function stand_ins.parse(text)

@@ -17,6 +17,7 @@ NS_META = "xmpp:prosody.im/protocol/media-metadata#0"
 NS_MUC = "http://jabber.org/protocol/muc"
 NS_MUC_USER = "http://jabber.org/protocol/muc#user"
 NS_MUC_OWNER = "http://jabber.org/protocol/muc#owner"
+NS_MUC_ADMIN = "http://jabber.org/protocol/muc#admin"
 NS_MAM = "urn:xmpp:mam:2"
 NS_RSM = "http://jabber.org/protocol/rsm"
 NS_FORWARD = "urn:xmpp:forward:0"
@@ -40,7 +41,7 @@ class Client(slixmpp.ClientXMPP):
         self.plugin["feature_mechanisms"].unencrypted_plain = True
         self.received: list[Received] = []
         self._session: asyncio.Future | None = None
-        for kind in ("message", "presence"):
+        for kind in ("message", "presence", "iq"):
             self.register_handler(Callback(f"record {kind}", MatchXPath(f"{{{NS_CLIENT}}}{kind}"),
                                            self._record))
         self.add_event_handler("session_start", self._on_session_start)
@@ -135,6 +136,19 @@ class Client(slixmpp.ClientXMPP):
         iq.xml.append(ET.fromstring(payload))
         result = await iq.send(timeout=timeout)
         return result.xml
+
+    async def ping(self, to: str, timeout: float = 10) -> float:
+        """An XEP-0199 ping to `to`; returns the seconds until the answer."""
+        iq = self.make_iq_get(ito=to)
+        iq.xml.append(ET.fromstring("<ping xmlns='urn:xmpp:ping'/>"))
+        t0 = time.monotonic()
+        await iq.send(timeout=timeout)
+        return time.monotonic() - t0
+
+    async def kick(self, room: str, nick: str, timeout: float = 10) -> None:
+        """As a moderator, set `nick`'s role to none (XEP-0045 8.2)."""
+        await self.iq_set(room, f"<query xmlns='{NS_MUC_ADMIN}'><item nick={quoteattr(nick)} role='none'/></query>",
+                          timeout)
 
     async def configure_room(self, room: str, fields: dict[str, str], timeout: float = 10) -> None:
         """Submit a muc#owner configuration form (XEP-0045 10.2)."""
