@@ -357,7 +357,7 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Option<DcImage> {
             }
             0xdd => restart_interval = be16(seg, 0)?,
             0xee if seg.starts_with(b"Adobe") => adobe_transform = seg.get(11).copied(),
-            0xc0 | 0xc1 | 0xc2 => {
+            0xc0..=0xc2 => {
                 if frame.is_some() || *seg.first()? != 8 {
                     return None;
                 }

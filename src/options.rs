@@ -257,16 +257,15 @@ impl OptionSpec {
     }
 }
 
+/// 2^63 as a float: the first whole float past `i64::MAX`.
+const TWO_TO_63: f64 = 9_223_372_036_854_775_808.0;
+
 /// A whole number, also from a float with a whole value (Lua may hand over 1048576.0).
 fn integer(raw: &Raw) -> Option<i64> {
     match *raw {
         Raw::Int(i) => Some(i),
         // -2^63 <= n < 2^63: exactly the floats that convert to an i64 without saturating.
-        Raw::Number(n)
-            if n.fract() == 0.0 && (-9.223_372_036_854_775_808e18..9.223_372_036_854_775_808e18).contains(&n) =>
-        {
-            Some(n as i64)
-        }
+        Raw::Number(n) if n.fract() == 0.0 && (-TWO_TO_63..TWO_TO_63).contains(&n) => Some(n as i64),
         _ => None,
     }
 }

@@ -238,8 +238,8 @@ pub fn png_insert_after_ihdr(png: &[u8], chunk: &[u8]) -> Vec<u8> {
 /// A TIFF block with one IFD holding Orientation = `orientation`, as PNG eXIf and WebP EXIF
 /// carry it (JPEG's APP1 adds "Exif\0\0" in front).
 pub fn exif_tiff(orientation: u16, big_endian: bool) -> Vec<u8> {
-    let (u16b, u32b): (fn(u16) -> [u8; 2], fn(u32) -> [u8; 4]) =
-        if big_endian { (u16::to_be_bytes, u32::to_be_bytes) } else { (u16::to_le_bytes, u32::to_le_bytes) };
+    let u16b = |v: u16| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
+    let u32b = |v: u32| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
     let mut t = if big_endian { b"MM\0*".to_vec() } else { b"II*\0".to_vec() };
     t.extend_from_slice(&u32b(8)); // IFD offset
     t.extend_from_slice(&u16b(1)); // one entry
