@@ -12,6 +12,7 @@ local st = require "util.stanza";
 local async = require "util.async";
 local server = require "net.server";
 local serialize = require "util.serialization".serialize;
+local configmanager = require "core.configmanager";
 local human_units = require "util.human.units";
 local time_now = require "util.time".now;
 
@@ -78,130 +79,94 @@ if type(mm) ~= "table" or type(mm.new_pool) ~= "function" then
 	error("The media_metadata library found has no new_pool(); is it an older version?", 0);
 end
 
--- Configuration ---------------------------------------------------------------------------
+-- Configuration -------------------------------------------------------------------------------
 
--- Typed getters return nil (0.12) or clamp with a warning (13) on a bad value. We want the
--- same on both: one line naming the option and its value, and the default.
-local function bad_option(name, expected, default)
-	module:log("error", "Ignoring %s = %s: expected %s; using the default, %s",
-		name, serialize(module:get_option(name), "debug"), expected, serialize(default, "debug"));
-	return default;
-end
+-- The library owns every option's range and default (check_options): here each option is
+-- read as written, a period such as "10 seconds" made seconds where Prosody parses them (13),
+-- and whatever the library refuses is logged with the default used instead.
+local option_prefix = "media_metadata_";
+local periods = { deadline = true; connect_timeout = true; timeout = true; cache_ttl = true };
+local host_lists = { allow_hosts = true; deny_hosts = true };
 
-local function integer_option(name, default, min, max)
-	local number = module:get_option_number(name, default);
-	local value = number and math.tointeger(number);
-	if not value or value < min or value > max then
-		return bad_option(name, ("an integer from %d to %d"):format(min, max), default);
+local function configured_value(name)
+	local value = module:get_option(option_prefix .. name);
+	if periods[name] and type(value) == "string" and module.get_option_period
+		and value:find("^%s*%d+%s*%a+%s*$") then
+		-- COMPAT: get_option_period is new in Prosody 13; 0.12 takes numbers only. Only a whole
+		-- number and a unit go to it: it reads "1.5 days" as 5 days.
+		return module:get_option_period(option_prefix .. name) or value;
+	elseif host_lists[name] and type(value) == "string" then
+		return { value }; -- one host, as get_option_set would take it
 	end
 	return value;
 end
 
--- A number of seconds, above 0.
-local function period_option(name, default, max)
-	local value;
-	if module.get_option_period then
-		-- COMPAT: get_option_period is new in Prosody 13 (it also takes "5 seconds");
-		-- 0.12 only has numbers.
-		value = module:get_option_period(name, default);
+local raw_options = {};
+for _, name in ipairs(mm.option_names) do
+	raw_options[name] = configured_value(name);
+end
+local options, refused = mm.check_options(raw_options);
+for _, r in ipairs(refused) do
+	if r.expected == "a host name" then
+		module:log("error", "Ignoring %s in %s%s: expected a host name", serialize(r.value, "debug"), option_prefix, r.name);
 	else
-		value = module:get_option_number(name, default);
+		module:log("error", "Ignoring %s%s = %s: expected %s; using the default, %s", option_prefix, r.name,
+			serialize(module:get_option(option_prefix .. r.name), "debug"), r.expected, serialize(r.default, "debug"));
 	end
-	if not value or not (value > 0 and value <= max) then
-		return bad_option(name, ("a number of seconds above 0, at most %d"):format(max), default);
-	end
-	return value;
 end
 
-local function boolean_option(name, default)
-	local value = module:get_option_boolean(name, default);
-	if value == nil then
-		return bad_option(name, "true or false", default);
+-- The number of single-character edits that turn `a` into `b`.
+local function edit_distance(a, b)
+	local previous = {};
+	for j = 0, #b do previous[j] = j; end
+	for i = 1, #a do
+		local current = { [0] = i };
+		for j = 1, #b do
+			local substitution = previous[j-1] + (a:byte(i) == b:byte(j) and 0 or 1);
+			current[j] = math.min(previous[j] + 1, current[j-1] + 1, substitution);
+		end
+		previous = current;
 	end
-	return value;
+	return previous[#b];
 end
 
--- A set of host names, as the array the library takes. A bad entry is dropped, not the
--- whole list: both lists only ever narrow what may be fetched.
-local function hosts_option(name)
-	local hosts = {};
-	for host in module:get_option_set(name, {}):items() do
-		if type(host) == "string" and host:find("^[%w.*_:%[%]-]+$") then
-			hosts[#hosts+1] = host;
-		else
-			module:log("error", "Ignoring %s in %s: expected a host name", serialize(host, "debug"), name);
+-- A misspelt option would otherwise be ignored in silence.
+do
+	local known = {};
+	for _, name in ipairs(mm.option_names) do known[option_prefix .. name] = true; end
+	local host_config = configmanager.getconfig()[module.host] or {};
+	for key in pairs(host_config) do
+		if type(key) == "string" and key:sub(1, #option_prefix) == option_prefix and not known[key] then
+			local nearest, distance;
+			for name in pairs(known) do
+				local d = edit_distance(key, name);
+				if not distance or d < distance or (d == distance and name < nearest) then
+					nearest, distance = name, d;
+				end
+			end
+			module:log("warn", "Unknown option %s is ignored; did you mean %s?", key, nearest);
 		end
 	end
-	table.sort(hosts);
-	return hosts;
 end
 
-local function components_option(name, default)
-	local value = module:get_option_array(name, default);
-	local long, short = math.tointeger(value[1]), math.tointeger(value[2]);
-	if #value ~= 2 or not long or not short or long < 1 or long > 9 or short < 1 or short > 9 then
-		return bad_option(name, "two integers from 1 to 9 ({ long side, short side })", default);
-	end
-	return { long, short };
-end
-
-local function user_agent_option(name)
-	local value = module:get_option_string(name);
-	-- Printable ASCII only: this goes into an HTTP header.
-	if value ~= nil and not value:find("^[\32-\126]+$") then
-		return bad_option(name, "a string of printable ASCII", nil);
-	end
-	return value;
-end
-
-local threads = integer_option("media_metadata_threads", 2, 1, 64);
-local queue_length = integer_option("media_metadata_queue_length", 64, 1, 65536);
-local deadline = period_option("media_metadata_deadline", 5, 60);
-local connect_timeout = period_option("media_metadata_connect_timeout", 3, 60);
-local fetch_timeout = period_option("media_metadata_timeout", 10, 600);
-local max_bytes = integer_option("media_metadata_max_bytes", 32 * 1024 * 1024, 1, math.maxinteger);
-local max_pixels = integer_option("media_metadata_max_pixels", 50000000, 1, math.maxinteger);
-local max_redirects = integer_option("media_metadata_max_redirects", 3, 0, 20);
-local max_urls = integer_option("media_metadata_max_urls", 4, 1, 32);
-local components = components_option("media_metadata_blurhash_components", { 4, 3 });
-local allow_private = boolean_option("media_metadata_allow_private", false);
-local allow_hosts = hosts_option("media_metadata_allow_hosts");
-local deny_hosts = hosts_option("media_metadata_deny_hosts");
-local cache_size = integer_option("media_metadata_cache_size", 256, 0, 1048576);
-local cache_ttl = period_option("media_metadata_cache_ttl", 3600, 30 * 86400);
-local user_agent = user_agent_option("media_metadata_user_agent");
+local deadline, max_urls = options.deadline, options.max_urls;
 
 -- Metrics -----------------------------------------------------------------------------------
 
+-- outcome: metadata, unknown (nothing known), deadline, failed or not_queued; error: the
+-- library's kind of error for the last two (timeout, refused, http_status, ...), else "".
 local url_outcomes = module:metric("counter", "urls", "",
-	"URLs shared in rooms, by outcome", { "outcome" });
+	"URLs shared in rooms, by outcome", { "outcome", "error" });
 local held_for = module:metric("histogram", "held", "seconds",
 	"Time a message was held back for analysis", {},
 	{ buckets = { 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 } }):with_labels();
 
-local function count(outcome)
-	url_outcomes:with_labels(outcome):add(1);
+local function count(outcome, error_kind)
+	url_outcomes:with_labels(outcome, error_kind or ""):add(1);
 end
 
 -- Worker pool -------------------------------------------------------------------------------
 
-local pool_options = {
-	threads = threads;
-	queue_length = queue_length;
-	connect_timeout = connect_timeout;
-	timeout = fetch_timeout;
-	max_bytes = max_bytes;
-	max_pixels = max_pixels;
-	max_redirects = max_redirects;
-	components_long = components[1];
-	components_short = components[2];
-	allow_private = allow_private;
-	allow_hosts = allow_hosts;
-	deny_hosts = deny_hosts;
-	cache_size = cache_size;
-	cache_ttl = cache_ttl;
-	user_agent = user_agent;
-};
 
 -- Job id -> the URL entry of a held message (see hold()). Plain tables: Prosody's GC runs a
 -- cycle for every few percent the heap grows, so every kilobyte allocated per message costs
@@ -238,7 +203,7 @@ local function stop_pool(reason)
 	-- Whoever still waits goes on now without metadata rather than at its deadline.
 	for id, entry in pairs(jobs) do
 		jobs[id] = nil;
-		finish(entry, { id = id, err = reason });
+		finish(entry, { id = id, err = reason, kind = "closed" });
 	end
 end
 
@@ -266,7 +231,7 @@ local function on_readable()
 end
 
 local function start_pool()
-	local new = mm.new_pool(pool_options);
+	local new = mm.new_pool(options);
 	local ok, new_watcher = pcall(server.watchfd, new:getfd(), on_readable);
 	if not ok or not new_watcher then
 		new:close();
@@ -460,7 +425,7 @@ local function annotate(held)
 				count("deadline");
 			elseif done.err then
 				module:log("debug", "Analysing %s failed: %s", entry.url, done.err);
-				count("failed");
+				count("failed", done.kind or "other");
 			elseif not metadata then
 				module:log("debug", "Nothing known about %s", entry.url);
 				count("unknown");
@@ -507,14 +472,14 @@ local function hold(event)
 	local held = { event = event, wanted = wanted, pending = 0, started = time_now() };
 	if pool and wanted then
 		for _, entry in ipairs(wanted) do
-			local id, err = pool:submit(entry.url);
+			local id, err, kind = pool:submit(entry.url);
 			if id then
 				entry.id, entry.held = id, held;
 				jobs[id] = entry;
 				held.pending = held.pending + 1;
 			else
 				module:log("debug", "Not analysing %s: %s", entry.url, err);
-				count("not_queued");
+				count("not_queued", kind or "other");
 			end
 		end
 	end
@@ -585,5 +550,5 @@ if mm.version ~= version then
 		version, mm.version);
 end
 module:log("info", "mod_%s %s (library %s) with %d threads: private addresses %s, at most %s and %s per file, %gs per message",
-	module.name, version, mm.version, threads, allow_private and "allowed" or "refused",
-	human_units.format(max_bytes, "B", "b"), human_units.format(max_pixels, "px"), deadline);
+	module.name, version, mm.version, options.threads, options.allow_private and "allowed" or "refused",
+	human_units.format(options.max_bytes, "B", "b"), human_units.format(options.max_pixels, "px"), deadline);

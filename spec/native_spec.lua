@@ -79,10 +79,10 @@ describe("media_metadata from Lua", function ()
 
 	it("sizes the hash by the configured components", function ()
 		local wide = media["photo.jpg"];
-		local m = assert(mm.analyze(wide.url, { allow_private = true, components_long = 5, components_short = 2 }));
+		local m = assert(mm.analyze(wide.url, { allow_private = true, blurhash_components = { 5, 2 } }));
 		assert.equal(4 + 2 * 5 * 2, #m.blurhash);
 		local tall = media["rotated.jpg"]; -- upright it is taller than wide: 2 across, 5 down
-		m = assert(mm.analyze(tall.url, { allow_private = true, components_long = 5, components_short = 2 }));
+		m = assert(mm.analyze(tall.url, { allow_private = true, blurhash_components = { 5, 2 } }));
 		local flag = base83(m.blurhash:sub(1, 1));
 		assert.same({ 2, 5 }, { flag % 9 + 1, flag // 9 + 1 });
 	end);

@@ -6,6 +6,7 @@ local spec_dir = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".";
 package.path = ("%s/helpers/?.lua;%s"):format(spec_dir, package.path);
 local stand_ins = require "stand_ins";
 local st = require "util.stanza";
+local serialize = require "util.serialization".serialize;
 
 local xmlns_oob = "jabber:x:oob";
 local xmlns_metadata = "xmpp:prosody.im/protocol/media-metadata#0";
@@ -72,10 +73,11 @@ describe("mod_muc_media_metadata", function ()
 	it("starts the pool with the defaults and watches its fd", function ()
 		local module, pool = load();
 		assert.same({
-			threads = 2; queue_length = 64; connect_timeout = 3; timeout = 10;
-			max_bytes = 32 * 1024 * 1024; max_pixels = 50000000; max_redirects = 3;
-			components_long = 4; components_short = 3; allow_private = false;
+			threads = 2; queue_length = 64; connect_timeout = 3; timeout = 10; deadline = 5;
+			max_bytes = 32 * 1024 * 1024; max_pixels = 50000000; max_redirects = 3; max_urls = 4;
+			blurhash_components = { 4, 3 }; allow_private = false;
 			allow_hosts = {}; deny_hosts = {}; cache_size = 256; cache_ttl = 3600;
+			user_agent = "mod_muc_media_metadata/0.1.0 (Prosody XMPP server)";
 		}, pool.options);
 		assert.equal(42, stand_ins.server.watchers[1].fd);
 		assert.truthy(module:logged("info", "9.8.7-stand-in", "2 threads", "private addresses refused",
@@ -96,9 +98,9 @@ describe("mod_muc_media_metadata", function ()
 		});
 		assert.same({
 			threads = 4; queue_length = 8; connect_timeout = 1.5; timeout = 20;
-			max_bytes = 1024; max_pixels = 1000; max_redirects = 0;
-			components_long = 9; components_short = 1; allow_private = true;
-			allow_hosts = { ".lan", "media.intranet.example" }; deny_hosts = { "*.tracker.example" };
+			max_bytes = 1024; max_pixels = 1000; max_redirects = 0; deadline = 5; max_urls = 4;
+			blurhash_components = { 9, 1 }; allow_private = true;
+			allow_hosts = { "media.intranet.example", ".lan" }; deny_hosts = { "*.tracker.example" };
 			cache_size = 0; cache_ttl = 60; user_agent = "ExampleBot/1.0";
 		}, pool.options);
 	end);
@@ -122,11 +124,11 @@ describe("mod_muc_media_metadata", function ()
 		assert.equal(64, o.queue_length);
 		assert.equal(10, o.timeout);
 		assert.equal(32 * 1024 * 1024, o.max_bytes);
-		assert.same({ 4, 3 }, { o.components_long, o.components_short });
+		assert.same({ 4, 3 }, o.blurhash_components);
 		assert.equal(false, o.allow_private);
 		assert.same({ "good.example" }, o.deny_hosts);
 		assert.equal(3600, o.cache_ttl);
-		assert.is_nil(o.user_agent);
+		assert.equal("mod_muc_media_metadata/0.1.0 (Prosody XMPP server)", o.user_agent);
 		assert.truthy(module:logged("error", "media_metadata_threads = -1", "default, 2"));
 		assert.truthy(module:logged("error", "media_metadata_queue_length = 2.5", "default, 64"));
 		assert.truthy(module:logged("error", "media_metadata_deadline = \"soon\"", "default, 5"));
@@ -164,6 +166,79 @@ describe("mod_muc_media_metadata", function ()
 		stand_ins.run_in_runner(handler, event_for(groupchat(oob(photo))));
 		assert.equal(2, module.timers[1].delay);
 		assert.is_nil(module:logged("error", "media_metadata_deadline"));
+	end);
+
+	describe("options against the real library, which owns their ranges", function ()
+		-- option, minimum, maximum, one below the minimum, one above the maximum (nil: none)
+		local ranges = {
+			{ "threads", 1, 64, 0, 65 };
+			{ "queue_length", 1, 65536, 0, 65537 };
+			{ "deadline", 0.001, 60, 0, 60.001 };
+			{ "connect_timeout", 0.001, 60, 0, 60.5 };
+			{ "timeout", 0.001, 600, 0, 601 };
+			{ "max_bytes", 1, math.maxinteger, 0, nil };
+			{ "max_pixels", 1, math.maxinteger, 0, nil };
+			{ "max_redirects", 0, 20, -1, 21 };
+			{ "max_urls", 1, 32, 0, 33 };
+			{ "blurhash_components", { 1, 1 }, { 9, 9 }, { 0, 1 }, { 9, 10 } };
+			{ "cache_size", 0, 1048576, -1, 1048577 };
+			{ "cache_ttl", 0.001, 30 * 86400, 0, 30 * 86400 + 1 };
+		};
+
+		-- Loads the real plugin with the real library and `config`; returns the module.
+		local function load_real(config, fields)
+			stand_ins.real_library();
+			local module = stand_ins.module(config, fields);
+			local watchers = #stand_ins.server.watchers;
+			stand_ins.load_plugin(module);
+			assert(module:hook_for("muc-occupant-groupchat"), "the module did not load");
+			assert.equal(watchers + 1, #stand_ins.server.watchers); -- its pool started
+			module.unload();
+			return module;
+		end
+
+		for _, r in ipairs(ranges) do
+			local name, min, max, below, above = r[1], r[2], r[3], r[4], r[5];
+			it(("takes %s at its minimum and maximum and refuses one past each"):format(name), function ()
+				for _, value in ipairs({ min, max }) do
+					local module = load_real({ ["media_metadata_" .. name] = value });
+					assert.is_nil(module:logged("error"), ("%s = %s: %s"):format(name, serialize(value), tostring(module:logged("error"))));
+				end
+				for _, value in pairs({ below, above }) do
+					local module = load_real({ ["media_metadata_" .. name] = value });
+					assert.truthy(module:logged("error", "Ignoring media_metadata_" .. name .. " = ", "using the default"),
+						("%s = %s was not refused"):format(name, serialize(value)));
+				end
+			end);
+		end
+
+		it("takes a fractional number of seconds, and the largest cache and TTL the README gives", function ()
+			local module = load_real({ media_metadata_cache_ttl = 1.5 * 86400, media_metadata_cache_size = 1048576,
+				media_metadata_deadline = 2.5 });
+			assert.is_nil(module:logged("error"));
+		end);
+
+		it("refuses a period on 0.12 (no get_option_period) and an ambiguous one on 13, naming option and default", function ()
+			local module = load_real({ media_metadata_deadline = "5 seconds" });
+			assert.truthy(module:logged("error", "media_metadata_deadline = \"5 seconds\"", "using the default, 5"));
+			local period = function (self, name) return self:get_option(name) == "1.5 days" and 432000 or nil; end;
+			module = load_real({ media_metadata_cache_ttl = "1.5 days" }, { get_option_period = period });
+			assert.truthy(module:logged("error", "media_metadata_cache_ttl = \"1.5 days\"", "using the default, 3600"));
+		end);
+
+		it("says what User-Agent is sent instead of a bad one", function ()
+			local module = load_real({ media_metadata_user_agent = "Evil\r\nX: 1" });
+			assert.truthy(module:logged("error", "media_metadata_user_agent", "using the default, \"mod_muc_media_metadata/"));
+		end);
+
+		it("warns of a misspelt option, naming the nearest known one", function ()
+			local configmanager = require "core.configmanager";
+			configmanager.set("conference.example.com", "media_metadata_threds", 4);
+			local ok, module = pcall(load_real, {});
+			configmanager.set("conference.example.com", "media_metadata_threds", nil);
+			assert(ok, module);
+			assert.truthy(module:logged("warn", "media_metadata_threds", "did you mean media_metadata_threads?"));
+		end);
 	end);
 
 	-- The room of every test below, with juliet (the sender of groupchat()) in it.
@@ -204,7 +279,7 @@ describe("mod_muc_media_metadata", function ()
 			.. "<width>4032</width><height>3024</height><blurhash>LEHV6nWB2yk8pyo0adR*.7kCMdnj</blurhash>"
 			.. "</metadata></x>", tostring(oobs_of(stanza)[1]));
 		assert.is_true(module.timers[1].stopped);
-		assert.equal(1, module.metrics.urls.values.metadata);
+		assert.equal(1, module.metrics.urls.values["metadata,"]);
 		assert.equal(1, module.metrics.held.values[""]);
 	end);
 
@@ -241,13 +316,13 @@ describe("mod_muc_media_metadata", function ()
 		local module, pool = load();
 		local room = new_room();
 		local _, stanza = send(module, room, oob(photo, forged) .. forged);
-		pool:fail(photo, "refused: 10.0.0.5 is a private address");
+		pool:fail(photo, "refused: 10.0.0.5 is a private address", "refused");
 		wake();
 		assert.equal(1, #room.broadcasts);
 		assert.is_nil(metadata_of(oobs_of(stanza)[1]));
 		assert.is_nil(stanza:get_child("metadata", xmlns_metadata));
 		assert.truthy(module:logged("debug", photo, "refused: 10.0.0.5 is a private address"));
-		assert.equal(1, module.metrics.urls.values.failed);
+		assert.equal(1, module.metrics.urls.values["failed,refused"]);
 	end);
 
 	it("replaces forged metadata with its own", function ()
@@ -311,7 +386,7 @@ describe("mod_muc_media_metadata", function ()
 		assert.equal("7", metadata_of(oobs_of(stanza)[1]):get_child_text("bytes"));
 		assert.is_nil(metadata_of(oobs_of(stanza)[2]));
 		assert.truthy(module:logged("debug", "https://a.example/slow", "3s"));
-		assert.equal(1, module.metrics.urls.values.deadline);
+		assert.equal(1, module.metrics.urls.values["deadline,"]);
 
 		-- The late result is drained and dropped; the message has gone on, once.
 		pool:complete("https://a.example/slow", { bytes = 8 });
@@ -390,7 +465,7 @@ describe("mod_muc_media_metadata", function ()
 			pool:complete(photo, { bytes = 2 });
 			wake();
 			assert.same({ "look 1", "look 2" }, room:bodies());
-			assert.equal(1, module.metrics.urls.values.deadline);
+			assert.equal(1, module.metrics.urls.values["deadline,"]);
 		end);
 	end);
 
@@ -497,7 +572,7 @@ describe("mod_muc_media_metadata", function ()
 		assert.is_nil(metadata_of(oobs_of(stanza)[1]));
 		assert.truthy(module:logged("debug", photo, "queue full"));
 		assert.equal(0, #pool.submitted);
-		assert.equal(1, module.metrics.urls.values.not_queued);
+		assert.equal(1, module.metrics.urls.values["not_queued,queue_full"]);
 	end);
 
 	it("analyses outside an async runner too (nothing waits in the handler)", function ()

@@ -140,16 +140,24 @@ end
 
 -- The native library: new_pool gives a pool that records submits and lets the test
 -- deliver results, which its next drain() returns.
+-- The options are the real library's (it owns their ranges and defaults): the specs run with
+-- the release build on LUA_CPATH (scripts/test).
+function stand_ins.real_library()
+	package.loaded.media_metadata = nil;
+	return require "media_metadata";
+end
+
 function stand_ins.native(settings)
 	settings = settings or {};
-	local lib = { version = "9.8.7-stand-in", pools = {} };
+	local real = stand_ins.real_library();
+	local lib = { version = "9.8.7-stand-in", pools = {}, option_names = real.option_names, check_options = real.check_options };
 	function lib.new_pool(options)
 		local pool = { options = options, submitted = {}, done = {}, next_id = 100 };
 		local capacity = settings.capacity or math.huge;
 		function pool:submit(url)
 			if settings.submit_error then error(settings.submit_error); end
-			if self.closed then return nil, "the pool is closed"; end
-			if #self.submitted >= capacity then return nil, "queue full"; end
+			if self.closed then return nil, "the pool is closed", "closed"; end
+			if #self.submitted >= capacity then return nil, "queue full", "queue_full"; end
 			self.next_id = self.next_id + 1;
 			table.insert(self.submitted, { id = self.next_id, url = url });
 			return self.next_id;
@@ -175,8 +183,8 @@ function stand_ins.native(settings)
 		function pool:complete(url, result)
 			table.insert(self.done, { id = self:id_of(url), result = result });
 		end
-		function pool:fail(url, err)
-			table.insert(self.done, { id = self:id_of(url), err = err });
+		function pool:fail(url, err, kind)
+			table.insert(self.done, { id = self:id_of(url), err = err, kind = kind });
 		end
 		table.insert(lib.pools, pool);
 		return pool;
