@@ -15,6 +15,7 @@ local serialize = require "util.serialization".serialize;
 local configmanager = require "core.configmanager";
 local human_units = require "util.human.units";
 local time_now = require "util.time".now;
+local getpid = require "util.pposix".getpid;
 
 -- Released together with the library (Cargo.toml, the rockspec); the load line shows both.
 local version = "0.1.0";
@@ -173,6 +174,7 @@ end
 -- the main loop time.
 local jobs = {};
 local pool, watcher;
+local pool_pid; -- the process the workers were started in: threads do not survive a fork
 
 local release; -- lets a held message go on (below, with the held messages)
 
@@ -186,7 +188,8 @@ local function finish(entry, done)
 	end
 end
 
-local function stop_pool(reason)
+-- `close`: false when the workers are gone (after a fork), and there is nothing to wait for.
+local function stop_pool(reason, close)
 	if watcher then
 		-- The fd must leave epoll before the pool closes it.
 		if watcher.close then
@@ -197,7 +200,7 @@ local function stop_pool(reason)
 		watcher = nil;
 	end
 	if pool then
-		pool:close();
+		if close ~= false then pool:close(); end
 		pool = nil;
 	end
 	-- Whoever still waits goes on now without metadata rather than at its deadline.
@@ -237,7 +240,21 @@ local function start_pool()
 		new:close();
 		error(("Could not watch the media_metadata pool's fd: %s"):format(new_watcher), 0);
 	end
-	pool, watcher = new, new_watcher;
+	pool, watcher, pool_pid = new, new_watcher, getpid();
+end
+
+-- Whether the workers are still there; if Prosody has forked since they started (a
+-- daemonizing start the module did not see coming), says so and starts new ones.
+local function workers_here()
+	if not pool or pool_pid == getpid() then return pool ~= nil; end
+	module:log("error", "The media_metadata workers were started in process %d and this is %d (Prosody forked): starting them again",
+		pool_pid, getpid());
+	stop_pool("the workers were lost in a fork", false);
+	local ok, err = pcall(start_pool);
+	if not ok then
+		module:log("error", "Could not start the media_metadata workers, URLs are not analysed: %s", err);
+	end
+	return ok;
 end
 
 function module.unload()
@@ -463,14 +480,15 @@ end
 -- message). A message with nothing to wait for allocates nothing.
 local function hold(event)
 	local stanza, room_jid, from = event.stanza, event.room.jid, event.from;
+	local wanted = has_ours(stanza) and strip_and_collect(stanza);
+	local analyse = wanted and wanted[1] and workers_here(); -- may release held messages
 	local room_queues = queues[room_jid];
 	local queue = room_queues and room_queues[from];
-	local wanted = has_ours(stanza) and strip_and_collect(stanza);
-	if not (queue or (wanted and wanted[1] and pool)) then
+	if not (queue or analyse) then
 		return false;
 	end
 	local held = { event = event, wanted = wanted, pending = 0, started = time_now() };
-	if pool and wanted then
+	if analyse then
 		for _, entry in ipairs(wanted) do
 			local id, err, kind = pool:submit(entry.url);
 			if id then

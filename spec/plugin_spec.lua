@@ -634,6 +634,27 @@ describe("mod_muc_media_metadata", function ()
 		end);
 	end
 
+	it("finds its workers gone after a fork it did not see coming, says so, and starts new ones", function ()
+		local pid = 1000;
+		package.loaded["util.pposix"] = { getpid = function () return pid; end };
+		local ok, module, pool = pcall(load);
+		package.loaded["util.pposix"] = nil;
+		assert(ok, module);
+		local room = new_room();
+		send(module, room, oob(photo), "1"); -- held on the first pool
+		pid = 1001; -- the process forked: the first pool's threads stayed behind
+		send(module, room, oob(photo), "2");
+		assert.truthy(module:logged("error", "started in process 1000 and this is 1001"));
+		local lib = package.loaded.media_metadata;
+		assert.equal(2, #lib.pools);
+		assert.is_nil(pool.closed); -- not closed: there are no threads to wait for
+		assert.same({ "look 1" }, room:bodies()); -- what waited on the old pool went on
+		lib.pools[2]:complete(photo, { bytes = 9 });
+		stand_ins.server.watchers[2]:onreadable();
+		assert.same({ "look 1", "look 2" }, room:bodies());
+		assert.equal("9", metadata_of(oobs_of(room.broadcasts[2].stanza)[1]):get_child_text("bytes"));
+	end);
+
 	it("starts its workers only once Prosody has started, after it may have forked to daemonize", function ()
 		local lib = stand_ins.native();
 		package.loaded.media_metadata = lib;

@@ -43,10 +43,13 @@ def install_plugin(dest: Path, plugin_lua: Path, library: Path) -> Path:
 
 class ProsodyServer:
     def __init__(self, version: str, workdir: Path, plugin_paths: list[Path], with_plugin: bool,
-                 *, admin_shell: bool = False, extra_config: str = "", log_level: str = "debug"):
+                 *, admin_shell: bool = False, extra_config: str = "", log_level: str = "debug",
+                 daemonize: bool = False):
         """admin_shell: also enable mod_admin_shell (and its admin_socket), for `shell()`.
         extra_config: Lua appended to the config (say, another Component).
-        log_level: the least level written to prosody.log (tests read debug lines)."""
+        log_level: the least level written to prosody.log (tests read debug lines).
+        daemonize: start with -D, as `prosodyctl start` and Debian's init script do (the
+        process forks into the background; its pid is then the pidfile's)."""
         if version not in BINARIES:
             raise ValueError(f"unknown Prosody version {version!r}: use one of {sorted(BINARIES)}")
         self.version = version
@@ -65,6 +68,8 @@ class ProsodyServer:
         self.log_file = self.dir / "prosody.log"
         self.out_file = self.dir / "prosody.out"
         self.proc: subprocess.Popen | None = None
+        self.daemonize = daemonize
+        self.daemon_pid: int | None = None
 
     # --- configuration -----------------------------------------------------------
 
@@ -146,8 +151,8 @@ Component {lua_str(SLOW_DOMAIN)} "muc"
     def start(self, timeout: float = 30.0) -> None:
         self.write_config()
         out = open(self.out_file, "wb")
-        cmd = [str(self.prosody), "--config", str(self.config), "-F"]
-        if shutil.which("setpriv"):
+        cmd = [str(self.prosody), "--config", str(self.config), "-D" if self.daemonize else "-F"]
+        if shutil.which("setpriv") and not self.daemonize:
             # If the test run is killed outright, Prosody goes with it (no stray server).
             cmd = ["setpriv", "--pdeathsig", "TERM", "--", *cmd]
         self.proc = subprocess.Popen(
@@ -158,7 +163,7 @@ Component {lua_str(SLOW_DOMAIN)} "muc"
         out.close()
         deadline = time.monotonic() + timeout
         while True:
-            if self.proc.poll() is not None:
+            if self.proc.poll() is not None and not self.daemonize:
                 raise RuntimeError(f"Prosody {self.version} exited with {self.proc.returncode} "
                                    f"during start-up\n{self.tail()}")
             try:
@@ -171,6 +176,18 @@ Component {lua_str(SLOW_DOMAIN)} "muc"
                 raise TimeoutError(f"Prosody {self.version} did not accept on port "
                                    f"{self.c2s_port} within {timeout}s\n{self.tail()}")
             time.sleep(0.05)
+        if self.daemonize:
+            pidfile = self.dir / "prosody.pid"
+            while not pidfile.exists() or not pidfile.read_text().strip():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"Prosody {self.version} wrote no pidfile\n{self.tail()}")
+                time.sleep(0.05)
+            self.daemon_pid = int(pidfile.read_text().strip())
+
+    @property
+    def pid(self) -> int:
+        """The server's process: the daemon's after a fork, else the one started."""
+        return self.daemon_pid or self.proc.pid
 
     def prosodyctl_run(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -193,10 +210,31 @@ Component {lua_str(SLOW_DOMAIN)} "muc"
                                f"{r.stdout}{r.stderr}")
 
     def alive(self) -> bool:
+        if self.daemon_pid is not None:
+            try:
+                os.kill(self.daemon_pid, 0)
+                return True
+            except ProcessLookupError:
+                return False
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        """Stop Prosody (SIGTERM, then SIGKILL). Returns its exit code."""
+        """Stop Prosody (SIGTERM, then SIGKILL). Returns its exit code (None for a daemon)."""
+        if self.daemon_pid is not None:
+            pid, self.daemon_pid = self.daemon_pid, None
+            for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    return None
+                end = time.monotonic() + wait
+                while time.monotonic() < end:
+                    try:
+                        os.kill(pid, 0)
+                    except ProcessLookupError:
+                        return None
+                    time.sleep(0.05)
+            return None
         if self.proc is None:
             return None
         if self.proc.poll() is None:
