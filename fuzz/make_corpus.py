@@ -60,6 +60,17 @@ def png_by_hand(w, h, depth, color, rows_of_pass, interlace=False):
     return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(raw, 9)) + png_chunk(b"IEND", b"")
 
 
+def dht_flood(jpeg, count):
+    """Issue 13: `count` one-code DHT segments cycling through every class and id, right after
+    SOI (before the file's own tables, which its scans use). The 4 MB version that took the
+    DC-only reader seconds is made by tests/common/craft.rs (jpeg_dht_flood)."""
+    tables = b""
+    for i in range(count):
+        body = bytes([((i % 2) << 4) | ((i // 2) % 4), 1] + [0] * 15 + [0])
+        tables += b"\xff\xc4" + struct.pack(">H", len(body) + 2) + body
+    return jpeg[:2] + tables + jpeg[2:]
+
+
 def rgba16_px(x, y, w, h):
     return struct.pack(">HHHH", 65535 * x // (w - 1), 65535 * y // (h - 1), 30000, 65535 - 4000 * x)
 
@@ -78,6 +89,8 @@ def main():
     save("jpeg-exif-orientation-6.jpg", pil(pic, "JPEG", quality=40, exif=exif_orientation(6)))
     save("jpeg-restart.jpg", pil(picture(32, 16), "JPEG", quality=30, restart_marker_blocks=2))
     save("jpeg-odd-size.jpg", pil(picture(7, 5), "JPEG", quality=50))
+    baseline = pil(pic, "JPEG", quality=50)
+    save("jpeg-dht-flood.jpg", dht_flood(baseline, (2048 - len(baseline)) // 22))
 
     # PNG
     save("png-rgb.png", pil(pic, "PNG"))

@@ -142,6 +142,48 @@ impl Huffman {
     }
 }
 
+/// A Huffman table as DHT defined it, and its look-up tables once a scan has used it. A file
+/// may define tables by the hundred thousand (issue 13: 4 MB of DHT segments took 4 s when
+/// each was built on sight); only the ones a scan uses are built, once per definition, so
+/// the work for a DHT segment is reading it.
+#[derive(Default)]
+struct Slot {
+    defined: Option<([u8; 16], Vec<u8>)>,
+    built: Option<Huffman>,
+}
+
+impl Slot {
+    /// Takes a new definition (after checking its code lengths); what was built is dropped.
+    fn define(&mut self, counts: [u8; 16], symbols: &[u8]) -> Option<()> {
+        codes_fit(&counts)?;
+        self.defined = Some((counts, symbols.to_vec()));
+        self.built = None;
+        Some(())
+    }
+
+    /// Builds the look-up tables of the current definition unless they are built already.
+    fn build(&mut self, ac: bool) -> Option<()> {
+        if self.built.is_none() {
+            let (counts, symbols) = self.defined.as_ref()?;
+            self.built = Some(Huffman::new(counts, symbols, ac)?);
+        }
+        Some(())
+    }
+}
+
+/// Whether the canonical codes of `counts` fit their lengths (as `Huffman::new` checks).
+fn codes_fit(counts: &[u8; 16]) -> Option<()> {
+    let mut code = 0u32;
+    for (len, &n) in (1..=16u32).zip(counts) {
+        code += n as u32;
+        if code > 1 << len {
+            return None;
+        }
+        code <<= 1;
+    }
+    Some(())
+}
+
 /// MSB-first bits of an entropy-coded segment, with byte stuffing undone. At a marker or the
 /// end of the data it feeds zeros and counts them, so a scan that reads into them is known
 /// to be truncated or corrupt.
@@ -309,8 +351,8 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Option<DcImage> {
     }
     let mut pos = 2;
     let mut quant = [None::<i32>; 4];
-    let mut dc_tables: [Option<Huffman>; 4] = Default::default();
-    let mut ac_tables: [Option<Huffman>; 4] = Default::default();
+    let mut dc_tables: [Slot; 4] = Default::default();
+    let mut ac_tables: [Slot; 4] = Default::default();
     let mut restart_interval = 0usize;
     let mut adobe_transform = None;
     let mut frame: Option<Frame> = None;
@@ -346,10 +388,9 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Option<DcImage> {
                     let total: usize = counts.iter().map(|&c| c as usize).sum();
                     let symbols = s.get(17..17 + total)?;
                     let (class, id) = (tc_th >> 4, (tc_th & 15) as usize);
-                    let table = Huffman::new(&counts, symbols, class == 1)?;
                     match class {
-                        0 => *dc_tables.get_mut(id)? = Some(table),
-                        1 => *ac_tables.get_mut(id)? = Some(table),
+                        0 => dc_tables.get_mut(id)?.define(counts, symbols)?,
+                        1 => ac_tables.get_mut(id)?.define(counts, symbols)?,
                         _ => return None,
                     }
                     s = &s[17 + total..];
@@ -414,19 +455,34 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Option<DcImage> {
                 if (f.progressive && se != 0) || (!f.progressive && (ss != 0 || se != 63 || ahal != 0)) || ns == 0 {
                     return None;
                 }
+                // The tables this scan uses: built now (and only now), then borrowed.
+                for s in sel.chunks_exact(2) {
+                    if ah == 0 {
+                        dc_tables.get_mut((s[1] >> 4) as usize)?.build(false)?;
+                    }
+                    if !f.progressive {
+                        ac_tables.get_mut((s[1] & 15) as usize)?.build(true)?;
+                    }
+                }
                 let mut scan = Vec::with_capacity(ns);
                 for s in sel.chunks_exact(2) {
                     let ci = f.comps.iter().position(|c| c.id == s[0])?;
                     if scan.iter().any(|&(i, _, _)| i == ci) {
                         return None;
                     }
-                    let dc = if ah == 0 { Some(dc_tables.get((s[1] >> 4) as usize)?.as_ref()?) } else { None };
-                    let ac = if f.progressive { None } else { Some(ac_tables.get((s[1] & 15) as usize)?.as_ref()?) };
+                    let dc = if ah == 0 { Some(dc_tables.get((s[1] >> 4) as usize)?.built.as_ref()?) } else { None };
+                    let ac =
+                        if f.progressive { None } else { Some(ac_tables.get((s[1] & 15) as usize)?.built.as_ref()?) };
                     scan.push((ci, dc, ac));
                 }
                 if ah == 0 {
                     for &(ci, _, _) in &scan {
                         let c = &mut f.comps[ci];
+                        if c.scanned {
+                            // T.81 allows one first pass per component (one scan in a
+                            // sequential frame); more would each cost a pass over the picture.
+                            return None;
+                        }
                         c.q0 = quant[c.quant]?;
                         c.scanned = true;
                     }
@@ -469,6 +525,9 @@ fn decode_scan(
     let mut left = restart_interval;
     for my in 0..mcus_y {
         background::yield_point();
+        if bits.padding > 64 {
+            return None; // past the data by more than the reader holds: it cannot end intact
+        }
         for mx in 0..mcus_x {
             if restart_interval != 0 {
                 if left == 0 {

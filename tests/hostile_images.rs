@@ -96,13 +96,18 @@ fn decode_catching(bytes: &[u8], opts: &Options) -> Result<Result<Decoded, Error
     })
 }
 
+/// How long a damaged file may take. Unoptimised builds are 10-20 times slower in the pixel
+/// loops: a damaged animated WebP declaring an 8 x 3.5 M canvas (28 MP, within max_pixels)
+/// takes 3.5 s in a debug build, 0.24 s in release.
+const QUICK: Duration = if cfg!(debug_assertions) { Duration::from_secs(8) } else { Duration::from_secs(2) };
+
 /// Checks one damaged variant: no panic, quick, and any error is a decode error for the type
 /// the bytes sniff as. Returns whether it decoded.
 fn check_variant(name: &str, what: &str, bytes: &[u8], opts: &Options, panics: &mut Vec<String>) -> bool {
     let t = Instant::now();
     let outcome = decode_catching(bytes, opts);
     let took = t.elapsed();
-    assert!(took < Duration::from_secs(2), "{name} {what}: took {took:?}");
+    assert!(took < QUICK, "{name} {what}: took {took:?}");
     match outcome {
         Err(p) => {
             panics.push(format!("{name} {what}: panicked: {p}"));
@@ -247,10 +252,12 @@ impl Rng {
 #[test]
 fn corrupted_files_of_every_format_are_decode_errors_never_panics() {
     let opts = Options::default();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut panics = Vec::new();
     let (mut variants, mut decoded) = (0, 0);
     for (name, bytes) in corpus().into_iter().chain(generated()) {
+        // Seeded by the file's name, so that a new seed file leaves the others' variants alone.
+        let mut rng =
+            Rng(name.bytes().fold(0x9e37_79b9_7f4a_7c15, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3)));
         for v in 0..300 {
             let mut damaged = bytes.clone();
             let edits = 1 + rng.below(8);

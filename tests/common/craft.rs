@@ -647,3 +647,18 @@ pub fn webp_chunk(file: &[u8], kind: &[u8; 4]) -> Option<Vec<u8>> {
     }
     None
 }
+
+/// `jpeg` with `count` tiny DHT segments right after SOI, so before the file's own tables and
+/// its first SOS: one-code tables cycling through every class (DC, AC) and id (0 to 3). The
+/// file's own tables, defined later, are the ones its scans use; it decodes as before.
+/// Issue 13: a reader that builds its look-up tables for every DHT pays for each one.
+pub fn jpeg_dht_flood(jpeg: &[u8], count: usize) -> Vec<u8> {
+    let mut flood = Vec::with_capacity(count * 22);
+    for i in 0..count {
+        let mut dht = vec![(((i % 2) << 4) | ((i / 2) % 4)) as u8]; // class, id
+        dht.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        dht.push(0); // DC: category 0; AC: end of block
+        flood.extend(segment(0xc4, &dht));
+    }
+    jpeg_insert_after_soi(jpeg, &flood)
+}
