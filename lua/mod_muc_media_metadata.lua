@@ -30,7 +30,8 @@ local xmlns_metadata = "xmpp:prosody.im/protocol/media-metadata#0";
 local function load_library()
 	local ok, lib = pcall(require, "media_metadata");
 	if ok then return lib; end
-	local tried = { ("require \"media_metadata\": %s"):format(lib) };
+	local require_error = ("require \"media_metadata\": %s"):format(lib);
+	local tried = {};
 
 	local lua_version = _VERSION:match("%d+%.%d+");
 	local version_pattern = lua_version:gsub("%.", "%%.");
@@ -57,6 +58,7 @@ local function load_library()
 		end
 	end
 
+	local broken; -- a library that is there but does not load: the likeliest cause
 	for _, path in ipairs(candidates) do
 		local loader, err = package.loadlib(path, "luaopen_media_metadata");
 		if loader then
@@ -70,9 +72,17 @@ local function load_library()
 		if not tostring(err):find(path, 1, true) then
 			err = ("%s: %s"):format(path, err);
 		end
+		local file = io.open(path, "rb");
+		if file then
+			file:close();
+			broken = broken or err;
+		end
 		tried[#tried+1] = err;
 	end
-	error("Could not load the media_metadata library. Tried:\n\t" .. table.concat(tried, "\n\t"), 0);
+	tried[#tried+1] = require_error; -- the longest, and the least likely to help: last
+	local cause = broken or ("there is no %s (cargo names it libmedia_metadata.so: install it as media_metadata.so)")
+		:format(candidates[1]);
+	error(("Could not load the media_metadata library: %s. Tried:\n\t%s"):format(cause, table.concat(tried, "\n\t")), 0);
 end
 
 local mm = load_library();

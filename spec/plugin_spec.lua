@@ -745,6 +745,24 @@ describe("mod_muc_media_metadata", function ()
 			end
 			assert.truthy(err:find("/opt/tree/share/lua/5.4/mod_muc_media_metadata/media_metadata.so", 1, true));
 			assert.truthy(err:find("/opt/tree/lib/lua/5.4/media_metadata.so", 1, true));
+			-- The likeliest cause comes first, require's long list of paths last.
+			assert.truthy(err:find("^Could not load the media_metadata library: there is no "
+				.. "/opt/tree/share/lua/5.4/mod_muc_media_metadata/media_metadata.so %(cargo names it libmedia_metadata.so"), err);
+			assert.truthy(err:find("module 'media_metadata' not found[^\n]*$"), err);
+		end);
+
+		it("names a library that is there but does not load as the cause", function ()
+			local dir = os.tmpname();
+			os.remove(dir);
+			assert(os.execute(("mkdir -p %q"):format(dir)));
+			local so = dir .. "/media_metadata.so";
+			assert(io.open(so, "wb")):close();
+			local ok, err = load_from(dir .. "/mod_muc_media_metadata.lua", "/nowhere/media_metadata.so");
+			os.remove(so);
+			os.remove(dir);
+			assert.is_false(ok);
+			assert.truthy(err:find("^Could not load the media_metadata library: " .. so:gsub("%p", "%%%0")
+				.. ": cannot open shared object file"), err);
 		end);
 	end);
 end);

@@ -44,12 +44,13 @@ def install_plugin(dest: Path, plugin_lua: Path, library: Path) -> Path:
 class ProsodyServer:
     def __init__(self, version: str, workdir: Path, plugin_paths: list[Path], with_plugin: bool,
                  *, admin_shell: bool = False, extra_config: str = "", log_level: str = "debug",
-                 daemonize: bool = False):
+                 daemonize: bool = False, global_config: str = ""):
         """admin_shell: also enable mod_admin_shell (and its admin_socket), for `shell()`.
         extra_config: Lua appended to the config (say, another Component).
         log_level: the least level written to prosody.log (tests read debug lines).
         daemonize: start with -D, as `prosodyctl start` and Debian's init script do (the
-        process forks into the background; its pid is then the pidfile's)."""
+        process forks into the background; its pid is then the pidfile's).
+        global_config: Lua for the global section (say, statistics = "internal")."""
         if version not in BINARIES:
             raise ValueError(f"unknown Prosody version {version!r}: use one of {sorted(BINARIES)}")
         self.version = version
@@ -63,6 +64,7 @@ class ProsodyServer:
         self.with_plugin = with_plugin
         self.admin_shell = admin_shell
         self.extra_config = extra_config
+        self.global_config = global_config
         self.c2s_port = free_port()
         self.config = self.dir / "prosody.cfg.lua"
         self.log_file = self.dir / "prosody.log"
@@ -110,6 +112,7 @@ allow_unencrypted_plain_auth = true
 storage = "internal"
 archive_expires_after = "never"
 muc_log_expires_after = "never"
+{self.global_config}
 
 VirtualHost "localhost"
 

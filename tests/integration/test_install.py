@@ -2,7 +2,7 @@
 
 1. LuaRocks from a checkout: `luarocks --lua-version 5.4 make --tree TREE`, and
    `plugin_paths = { TREE }` in the config.
-2. A binary rock: `luarocks --lua-version 5.4 make --pack-binary-rock --tree ...`, then
+2. A binary rock: `luarocks --lua-version 5.4 make --pack-binary-rock`, then
    `prosodyctl install /full/path/FILE.rock` into the server's `installer_plugin_path`
    (prosodyctl changes to the data directory first: "./FILE.rock" is not found there).
 3. A plain copy (the plugin and media_metadata.so in mod_muc_media_metadata/ in a directory
@@ -81,23 +81,6 @@ def sh(cmd: list[str], cwd: Path, timeout: float = 120, env: dict | None = None)
         pytest.fail(f"`{' '.join(map(str, cmd))}` (in {cwd}) exited with {r.returncode} after "
                     f"{time.monotonic() - t0:.1f}s:\n{out[-4000:]}", pytrace=False)
     return out
-
-
-class InstallServer(ProsodyServer):
-    """A ProsodyServer with global options added (installer_plugin_path), set before the
-    first VirtualHost, where the config's global section ends."""
-
-    def __init__(self, *args, global_config: str = "", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.global_config = global_config
-
-    def write_config(self) -> Path:
-        path = super().write_config()
-        text = path.read_text()
-        marker = '\nVirtualHost "localhost"\n'
-        assert marker in text, "ProsodyServer's config changed: no VirtualHost \"localhost\" line"
-        path.write_text(text.replace(marker, f"\n{self.global_config.rstrip()}\n{marker}", 1))
-        return path
 
 
 @contextmanager
@@ -184,7 +167,7 @@ def test_luarocks_make_tree(request, tmp_path, run, media):
     # /var/lib/prosody/custom_plugins from a manual install on this machine cannot stand in.
     empty = tmp_path / "installer-empty"
     empty.mkdir()
-    server = InstallServer(version, tmp_path / "prosody", [tree], with_plugin=True,
+    server = ProsodyServer(version, tmp_path / "prosody", [tree], with_plugin=True,
                            global_config=f'installer_plugin_path = "{empty}"')
     with running(server):
         photo_gets_metadata(run, server, media)
@@ -203,15 +186,14 @@ def test_binary_rock_prosodyctl_install(request, tmp_path, run, media):
     with checkout_lock():
         started = time.time()
         # As the README: from the checkout; the .rock is written there (it is in .gitignore).
-        out = sh([*LUAROCKS, "make", "--pack-binary-rock", "--tree", str(tmp_path / "build-tree")],
-                 cwd=REPO, timeout=BUILD_TIMEOUT)
+        out = sh([*LUAROCKS, "make", "--pack-binary-rock"], cwd=REPO, timeout=BUILD_TIMEOUT)
         assert f"Packed: {packed}" in out, out
         assert packed.stat().st_mtime >= started - 1, "the .rock was not written by this run"
         shutil.copyfile(packed, rock_dir / ROCK_NAME)
     print(f"luarocks make --pack-binary-rock took {time.monotonic() - t0:.1f}s")
 
     tree = tmp_path / "custom_plugins"  # the server's installer_plugin_path, not yet there
-    server = InstallServer(version, tmp_path / "prosody", [], with_plugin=True,
+    server = ProsodyServer(version, tmp_path / "prosody", [], with_plugin=True,
                            global_config=f'installer_plugin_path = "{tree}"')
     server.write_config()
     # As the README: prosodyctl install with the rock's absolute path (prosodyctl changes

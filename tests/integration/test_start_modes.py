@@ -3,6 +3,7 @@
 loading modules, and threads do not survive a fork: the workers must start after it."""
 
 import os
+import time
 import uuid
 
 import pytest
@@ -23,7 +24,11 @@ def test_metadata_arrives_in_each_start_mode(request, run, tmp_path, prosody, me
     with serving(server, request, ["alice", "bob"], f"Prosody {prosody.version} ({'-D' if daemonize else '-F'})"):
         if daemonize:
             assert server.pid != server.proc.pid, "Prosody did not fork"
-        threads = len(os.listdir(f"/proc/{server.pid}/task"))
+        # The workers start at server-started, a moment after the c2s port opens. The session's
+        # server has three MUC components with 2, 2 and 4 workers.
+        want, deadline = 1 + 2 + 2 + 4, time.monotonic() + 10
+        while (threads := len(os.listdir(f"/proc/{server.pid}/task"))) < want and time.monotonic() < deadline:
+            time.sleep(0.05)
 
         async def body():
             room = f"room-{uuid.uuid4().hex[:10]}@{MUC_DOMAIN}"
@@ -44,7 +49,6 @@ def test_metadata_arrives_in_each_start_mode(request, run, tmp_path, prosody, me
         [(_, children)] = oob_metadata(got.xml)
         assert children is not None, f"no metadata when started with {'-D' if daemonize else '-F'}: {xml_str(got.xml)}"
         assert dict(children)["type"] == "image/jpeg"
-        # The session's server has three MUC components with 2, 2 and 4 workers.
-        assert threads >= 1 + 2 + 2 + 4, f"{threads} threads in the server process"
+        assert threads >= want, f"{threads} threads in the server process"
         measured(f"{'-D' if daemonize else '-F'}: metadata arrived; {threads} threads in Prosody's process")
         assert "started in process" not in server.log_text()  # the workers were not lost

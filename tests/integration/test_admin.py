@@ -1,0 +1,111 @@
+"""What the README tells an admin to do, on a real Prosody 0.12 and 13: how changed options and
+a newly enabled module take effect, and how to read the module's metrics."""
+
+import asyncio
+import re
+import time
+import uuid
+
+import pytest
+
+from conftest import PASSWORD, library_path, serving
+from prosody_server import MUC_DOMAIN, REPO, STRICT_DOMAIN, ProsodyServer, install_plugin
+from xmpp import Client, oob_metadata, oob_xml
+
+pytestmark = pytest.mark.plugin
+
+LATE_DOMAIN = "late.localhost"  # the module is enabled there only after start-up
+LATE_COMPONENT = f"""
+Component "{LATE_DOMAIN}" "muc"
+	modules_enabled = {{ "muc_mam" }}
+	muc_room_locking = false
+	media_metadata_deadline = 7
+"""
+
+
+@pytest.fixture(scope="module")
+def admin_prosody(request, tmp_path_factory, prosody):
+    work = tmp_path_factory.mktemp(f"admin{prosody.version}")
+    plugins = work / "plugins"
+    install_plugin(plugins, REPO / "lua/mod_muc_media_metadata.lua", library_path())
+    server = ProsodyServer(prosody.version, work, [plugins], with_plugin=True, admin_shell=True,
+                           extra_config=LATE_COMPONENT, global_config='statistics = "internal"')
+    with serving(server, request, ["alice", "bob"], f"admin Prosody {prosody.version}"):
+        yield server
+
+
+def load_lines(server, host):
+    return [line for line in server.log_text().splitlines()
+            if f"{host}:muc_media_metadata\tinfo\tmod_muc_media_metadata " in line]
+
+
+def shell_ok(server, command):
+    for _ in range(20):  # the admin socket may not accept yet right after start-up
+        r = server.shell(command)
+        if "Unable to connect" not in r.stdout + r.stderr:
+            break
+        time.sleep(0.25)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def test_changed_options_and_new_modules_need_a_module_reload(admin_prosody):
+    server = admin_prosody
+    assert [l for l in load_lines(server, MUC_DOMAIN) if l.endswith(" 2s per message")]
+    assert load_lines(server, LATE_DOMAIN) == []
+    cfg = server.config.read_text()
+    cfg = cfg.replace("media_metadata_deadline = 2", "media_metadata_deadline = 3", 1)
+    cfg = cfg.replace('modules_enabled = { "muc_mam" }\n\tmuc_room_locking = false\n\tmedia_metadata_deadline = 7',
+                      'modules_enabled = { "muc_mam"; "muc_media_metadata" }\n\tmuc_room_locking = false\n\tmedia_metadata_deadline = 7')
+    assert "media_metadata_deadline = 3" in cfg and '"muc_mam"; "muc_media_metadata" }\n\tmuc_room_locking = false\n\tmedia_metadata_deadline = 7' in cfg
+    server.write_config = lambda: server.config  # keep the edited file
+    server.config.write_text(cfg)
+
+    # `prosodyctl reload` re-reads the config file, but loaded modules keep their options and
+    # a newly enabled module is not loaded (on 0.12 and 13 alike).
+    r = server.prosodyctl_run("reload")
+    assert r.returncode == 0, r.stdout + r.stderr
+    time.sleep(2)
+    assert not [l for l in load_lines(server, MUC_DOMAIN) if l.endswith(" 3s per message")]
+    assert load_lines(server, LATE_DOMAIN) == []
+
+    # What works without a restart: module:reload and module:load in prosodyctl shell.
+    out = shell_ok(server, f'module:reload("muc_media_metadata", "{MUC_DOMAIN}")')
+    assert "reloaded" in out.lower(), out
+    out = shell_ok(server, f'module:load("muc_media_metadata", "{LATE_DOMAIN}")')
+    assert "loaded" in out.lower(), out
+    time.sleep(0.5)
+    assert [l for l in load_lines(server, MUC_DOMAIN) if l.endswith(" 3s per message")]
+    assert [l for l in load_lines(server, LATE_DOMAIN) if l.endswith(" 7s per message")]
+
+
+def test_metrics_by_outcome_and_error(run, admin_prosody, media):
+    server = admin_prosody
+
+    async def body():
+        a = await Client(f"alice@localhost/{uuid.uuid4().hex[:6]}", PASSWORD).start(server.c2s_port)
+        b = await Client(f"bob@localhost/{uuid.uuid4().hex[:6]}", PASSWORD).start(server.c2s_port)
+        try:
+            for domain, url in ((MUC_DOMAIN, media.url("photo.jpg", tag="metric")),
+                                (STRICT_DOMAIN, media.url("photo.jpg", tag="metric-refused"))):
+                room = f"room-{uuid.uuid4().hex[:10]}@{domain}"
+                await a.join(room, "A")
+                await b.join(room, "B")
+                marker = uuid.uuid4().hex
+                a.send_groupchat(room, marker, oob_xml(url))
+                await b.wait_groupchat(room, marker, 10)
+        finally:
+            await a.stop()
+            await b.stop()
+
+    run(body())
+    out = shell_ok(server, 'stats:show("muc_media_metadata")')
+    assert "prosody_mod_muc_media_metadata/urls" in out, out
+    assert "prosody_mod_muc_media_metadata/held_seconds" in out, out
+    # One line per label set (host, outcome, error), shown as a rate; no others.
+    lines = [l.split() for l in out.splitlines() if "outcome=" in l]
+    assert sorted(l[:3] for l in lines) == [
+        [f"host={MUC_DOMAIN}", "outcome=metadata", "error="],
+        [f"host={STRICT_DOMAIN}", "outcome=failed", "error=refused"],
+    ], out
+    assert all(l[-2] == "events/s" for l in lines), out
