@@ -19,6 +19,7 @@ import fcntl
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from contextlib import contextmanager
@@ -176,9 +177,9 @@ def test_luarocks_make_tree(request, tmp_path, run, media):
 
 # --- 2. A binary rock with prosodyctl install -------------------------------------------------
 
-def test_binary_rock_prosodyctl_install(request, tmp_path, run, media):
-    need_tools()
-    version = request.config.getoption("--prosody")
+def pack_rock(tmp_path: Path) -> Path:
+    """`luarocks make --pack-binary-rock` as the README has it; returns a copy of the rock in a
+    folder the prosody user can read."""
     packed = REPO / ROCK_NAME
     rock_dir = tmp_path / "rock"
     rock_dir.mkdir()
@@ -191,17 +192,26 @@ def test_binary_rock_prosodyctl_install(request, tmp_path, run, media):
         assert packed.stat().st_mtime >= started - 1, "the .rock was not written by this run"
         shutil.copyfile(packed, rock_dir / ROCK_NAME)
     print(f"luarocks make --pack-binary-rock took {time.monotonic() - t0:.1f}s")
+    return rock_dir / ROCK_NAME
 
+
+def prosodyctl_install(server: ProsodyServer, rock: Path) -> subprocess.CompletedProcess:
+    # As the README: prosodyctl install with the rock's absolute path (prosodyctl changes
+    # to the data directory before it looks, so "./FILE.rock" is not found).
+    return subprocess.run([str(server.prosodyctl), "--config", str(server.config), "install", str(rock)],
+                          cwd=rock.parent, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=120, env=server._env())
+
+
+def test_binary_rock_prosodyctl_install(request, tmp_path, run, media):
+    need_tools()
+    version = request.config.getoption("--prosody")
+    rock = pack_rock(tmp_path)
     tree = tmp_path / "custom_plugins"  # the server's installer_plugin_path, not yet there
     server = ProsodyServer(version, tmp_path / "prosody", [], with_plugin=True,
                            global_config=f'installer_plugin_path = "{tree}"')
     server.write_config()
-    # As the README: prosodyctl install with the rock's absolute path (prosodyctl changes
-    # to the data directory before it looks, so "./FILE.rock" is not found).
-    rock = rock_dir / ROCK_NAME
-    r = subprocess.run([str(server.prosodyctl), "--config", str(server.config), "install", str(rock)],
-                       cwd=rock_dir, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                       timeout=120, env=server._env())
+    r = prosodyctl_install(server, rock)
     out = r.stdout + r.stderr
     assert r.returncode == 0, f"prosodyctl install exited with {r.returncode}:\n{out}"
     assert f"Installing {rock} in {tree}" in out, out
@@ -212,6 +222,42 @@ def test_binary_rock_prosodyctl_install(request, tmp_path, run, media):
     with running(server):
         photo_gets_metadata(run, server, media)
         assert_loaded_from(server, library, plugin)
+
+
+def test_layouts_side_by_side_after_giving_the_tree_back(request):
+    """The README's step: a root `luarocks make --tree` into installer_plugin_path leaves the
+    tree root's, prosodyctl install (as the prosody user) then fails; chown mends it."""
+    need_tools()
+    version = request.config.getoption("--prosody")
+    # As on a Debian server: every folder on the way readable by the prosody user (pytest's
+    # tmp_path is under a folder only root may enter).
+    base = Path(tempfile.mkdtemp(prefix="mmm-layouts-"))
+    base.chmod(0o755)
+    try:
+        tree = base / "custom_plugins"
+        with checkout_lock():
+            sh([*LUAROCKS, "make", "--tree", str(tree)], cwd=REPO, timeout=BUILD_TIMEOUT)
+        rock = pack_rock(base)
+        server = ProsodyServer(version, base / "prosody", [], with_plugin=True,
+                               global_config=f'installer_plugin_path = "{tree}"')
+        # prosodyctl run as root becomes the prosody user (the test servers' run_as_root
+        # would keep it root), in a data directory that is the prosody user's.
+        config = server.write_config()
+        config.write_text(config.read_text().replace("run_as_root = true\n", ""))
+        for p in (base / "prosody", rock.parent):
+            p.chmod(0o755)
+        config.chmod(0o644)
+        sh(["chown", "-R", "prosody:prosody", str(server.dir / "data")], cwd=base)
+        r = prosodyctl_install(server, rock)
+        # (Prosody 13's prosodyctl exits 0 all the same.)
+        assert "does not have write permissions" in r.stdout + r.stderr, r.stdout + r.stderr
+        assert version == "13" or r.returncode != 0, r.stdout + r.stderr
+        sh(["chown", "-R", "prosody:prosody", str(tree)], cwd=base)
+        r = prosodyctl_install(server, rock)
+        assert r.returncode == 0 and "is now installed" in r.stdout + r.stderr, r.stdout + r.stderr
+        assert (tree / "lib/lua/5.4/media_metadata.so").stat().st_uid != 0
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 # --- 3. A plain copy: the session's server ----------------------------------------------------
