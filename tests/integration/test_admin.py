@@ -21,6 +21,16 @@ Component "{LATE_DOMAIN}" "muc"
 	muc_room_locking = false
 	media_metadata_deadline = 7
 """
+TYPO_DOMAIN = "typo.localhost"  # options an admin got wrong
+TYPO_COMPONENT = f"""
+Component "{TYPO_DOMAIN}" "muc"
+	modules_enabled = {{ "muc_media_metadata" }}
+	media_metadata_threds = 4
+	media_metadata_deadline = "7 seconds"
+	media_metadata_cache_ttl = "1.5 days"
+	media_metadata_connect_timeout = 1.5
+	media_metadata_timeout = 1.5 * 86400
+"""
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +39,7 @@ def admin_prosody(request, tmp_path_factory, prosody):
     plugins = work / "plugins"
     install_plugin(plugins, REPO / "lua/mod_muc_media_metadata.lua", library_path())
     server = ProsodyServer(prosody.version, work, [plugins], with_plugin=True, admin_shell=True,
-                           extra_config=LATE_COMPONENT, global_config='statistics = "internal"')
+                           extra_config=LATE_COMPONENT + TYPO_COMPONENT, global_config='statistics = "internal"')
     with serving(server, request, ["alice", "bob"], f"admin Prosody {prosody.version}"):
         yield server
 
@@ -109,3 +119,27 @@ def test_metrics_by_outcome_and_error(run, admin_prosody, media):
         [f"host={STRICT_DOMAIN}", "outcome=failed", "error=refused"],
     ], out
     assert all(l[-2] == "events/s" for l in lines), out
+
+
+def test_mistakes_in_the_config_are_named_at_load_and_the_module_runs(admin_prosody):
+    server = admin_prosody
+    log = [l for l in server.log_text().splitlines() if f"{TYPO_DOMAIN}:muc_media_metadata" in l]
+    text = "\n".join(log)
+    assert any("warn\tUnknown option media_metadata_threds is ignored; did you mean media_metadata_threads?" in l
+               for l in log), text
+    # Prosody 0.12 has no periods; 13 reads "7 seconds". Neither reads "1.5 days" right.
+    if server.version == "0.12":
+        assert any('error\tIgnoring media_metadata_deadline = "7 seconds": expected a number of seconds above 0, '
+                   'at most 60; using the default, 5' in l for l in log), text
+        assert load_lines(server, TYPO_DOMAIN)[0].endswith(" 5s per message"), text
+    else:
+        assert "media_metadata_deadline" not in text, text
+        assert load_lines(server, TYPO_DOMAIN)[0].endswith(" 7s per message"), text
+    assert any('error\tIgnoring media_metadata_cache_ttl = "1.5 days": expected a number of seconds above 0, '
+               'at most 2592000; using the default, 3600' in l for l in log), text
+    # A fraction of a second and a fractional TTL in seconds are fine; the timeout's range is
+    # 600 s, so 1.5 days is refused with its own line.
+    assert "connect_timeout" not in text, text
+    assert any("error\tIgnoring media_metadata_timeout = 129600" in l and "using the default, 10" in l
+               for l in log), text
+    assert len([l for l in log if "\terror\t" in l]) == (3 if server.version == "0.12" else 2), text
