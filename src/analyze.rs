@@ -2,6 +2,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use crate::background::{self, Budget, Cancel};
 use crate::decode;
 use crate::error::{Error, Result};
 use crate::fetch::{Body, Fetcher};
@@ -27,9 +28,18 @@ impl Metadata {
     }
 }
 
-/// Fetches `url` with `fetcher` and describes what came back. A panic anywhere below is caught
-/// and becomes this URL's error.
+/// Fetches `url` with `fetcher` and describes what came back, within the time budget
+/// `Options::timeout` from now (decoding included): past it the analysis stops at its next
+/// yield point with `Error::OverBudget`. A panic anywhere below is caught and becomes this
+/// URL's error.
 pub fn analyze(fetcher: &Fetcher, url: &str) -> Result<Metadata> {
+    analyze_cancellable(fetcher, url, None)
+}
+
+/// [`analyze`], also stopped (`Error::Cancelled`) at the next yield point once `cancel` is set.
+pub fn analyze_cancellable(fetcher: &Fetcher, url: &str, cancel: Option<Cancel>) -> Result<Metadata> {
+    let _budget = Budget::start(fetcher.options().timeout, cancel);
+    background::check()?;
     catch_unwind(AssertUnwindSafe(|| describe(&fetcher.get(url)?, fetcher.options()))).map_err(Error::from_panic)?
 }
 

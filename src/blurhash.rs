@@ -159,9 +159,10 @@ impl Shrinker {
         })
     }
 
-    /// Adds stored row `y` (`width` pixels of the layout; extra bytes are ignored).
-    pub fn add_row(&mut self, y: u32, row: &[u8]) {
-        background::yield_point();
+    /// Adds stored row `y` (`width` pixels of the layout; extra bytes are ignored). Fails
+    /// only when the analysis's time budget is spent (a yield point).
+    pub fn add_row(&mut self, y: u32, row: &[u8]) -> Result<()> {
+        background::yield_point()?;
         let lin = &*SRGB_TO_LINEAR;
         let base = self.rows.cell_of[y as usize] * self.row_stride;
         let ch = self.layout.channels();
@@ -172,6 +173,7 @@ impl Shrinker {
             s[1] += g;
             s[2] += b;
         }
+        Ok(())
     }
 
     /// The averaged picture.
@@ -209,7 +211,7 @@ pub fn shrink(pixels: &[u8], width: u32, height: u32, layout: Layout, orientatio
     }
     let mut shrinker = Shrinker::new(width, height, layout, orientation)?;
     for (y, row) in pixels.chunks_exact(stride).take(height as usize).enumerate() {
-        shrinker.add_row(y as u32, row);
+        shrinker.add_row(y as u32, row)?;
     }
     Ok(shrinker.finish())
 }

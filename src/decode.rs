@@ -9,7 +9,7 @@ use std::io::Cursor;
 
 use image::{metadata::Orientation, DynamicImage, GenericImageView, ImageDecoder, ImageFormat};
 
-use crate::background::Yielding;
+use crate::background::{self, Yielding};
 use crate::blurhash::{self, Layout, Shrinker, Shrunk, SHRINK_TO};
 use crate::error::{Error, Result};
 use crate::jpeg_dc;
@@ -49,13 +49,19 @@ pub struct Decoded {
 
 /// Reads the header of `bytes` (of the decodable type `mime`) and, when `hash` is set and the
 /// image is within `opts.max_pixels`, decodes it and computes its BlurHash.
+///
+/// Under a time budget (`background::Budget`) a decode past it fails with the budget's error
+/// (`OverBudget`, `Cancelled`), not as undecodable, whichever way the decoder passed it up.
 pub fn decode(bytes: &[u8], mime: &'static str, hash: bool, opts: &Options) -> Result<Decoded> {
-    let fail = |why: String| Error::Decode { format: mime, why };
+    let fail = |e: Box<dyn std::error::Error>| match background::check() {
+        Err(stopped) => stopped,
+        Ok(()) => Error::Decode { format: mime, why: e.to_string() },
+    };
     match mime {
-        "image/jpeg" => jpeg(bytes, hash, opts).map_err(|e| fail(e.to_string())),
-        "image/png" => with_image(bytes, ImageFormat::Png, hash, opts).map_err(|e| fail(e.to_string())),
-        "image/gif" => with_image(bytes, ImageFormat::Gif, hash, opts).map_err(|e| fail(e.to_string())),
-        "image/webp" => with_image(bytes, ImageFormat::WebP, hash, opts).map_err(|e| fail(e.to_string())),
+        "image/jpeg" => jpeg(bytes, hash, opts).map_err(fail),
+        "image/png" => with_image(bytes, ImageFormat::Png, hash, opts).map_err(fail),
+        "image/gif" => with_image(bytes, ImageFormat::Gif, hash, opts).map_err(fail),
+        "image/webp" => with_image(bytes, ImageFormat::WebP, hash, opts).map_err(fail),
         _ => Err(fail("not a format we decode".into())),
     }
 }
@@ -113,6 +119,7 @@ fn jpeg(bytes: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
                 return finish(header, &dc.pixels, dc.width, dc.height, dc.layout, opts);
             }
         }
+        background::check()?; // declined because the budget is spent: not worth a second try
     }
     // jpeg-decoder keeps every coefficient of a progressive JPEG (2 bytes a sample, whatever
     // the scale), and its own buffer limit counts only the output: check that here.
@@ -170,7 +177,7 @@ fn with_image(bytes: &[u8], format: ImageFormat, want_hash: bool, opts: &Options
             for (x, y, px) in other.pixels() {
                 row.extend_from_slice(&px.0);
                 if x + 1 == w {
-                    shrinker.add_row(y, &row);
+                    shrinker.add_row(y, &row)?;
                     row.clear();
                 }
             }

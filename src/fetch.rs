@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use url::Url;
 
+use crate::background;
 use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::policy;
@@ -87,6 +88,7 @@ impl Fetcher {
         let mut url = policy::check_url(raw, &self.opts)?;
         let mut redirects = 0;
         loop {
+            background::check()?;
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(Error::Timeout { phase: "the whole fetch", limit: self.opts.timeout });
@@ -149,12 +151,13 @@ impl Fetcher {
         let expected = content_length.map_or(HEAD_LEN, |n| usize::try_from(n).unwrap_or(max).min(max));
         let mut body =
             Body { data: Vec::with_capacity(expected.min(max) + 1), content_length, content_type, complete: false };
-        let mut reader = response.into_reader();
-        let read_err = |e: io::Error| match e.kind() {
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+        let mut reader = Checked(response.into_reader());
+        let read_err = |e: io::Error| match (background::from_io(&e), e.kind()) {
+            (Some(stopped), _) => stopped,
+            (None, io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
                 Error::Timeout { phase: "reading the body", limit: self.opts.timeout }
             }
-            _ => Error::Fetch { url: url.to_string(), why: format!("reading the body: {e}") },
+            (None, _) => Error::Fetch { url: url.to_string(), why: format!("reading the body: {e}") },
         };
         // The head first: enough to tell the type and read an image header. One byte past each
         // limit tells a body that ends exactly there from a longer one.
@@ -202,6 +205,16 @@ impl Fetcher {
             },
             _ => Error::Fetch { url: url.to_string(), why: text },
         }
+    }
+}
+
+/// A body reader that stops between reads once the analysis's budget is spent or cancelled.
+struct Checked<R>(R);
+
+impl<R: Read> Read for Checked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        background::check().map_err(io::Error::other)?;
+        self.0.read(buf)
     }
 }
 

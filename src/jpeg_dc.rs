@@ -343,8 +343,8 @@ fn be16(d: &[u8], at: usize) -> Option<usize> {
 }
 
 /// Decodes `bytes` to 1/8 scale from the DC coefficients, or `None` if this reader does not
-/// handle the file (the caller then uses jpeg-decoder) or its frame has more than `max_pixels`
-/// pixels. The memory here is four bytes per block and component, plus the output.
+/// handle the file (the caller then uses jpeg-decoder), its frame has more than `max_pixels`
+/// pixels, or the analysis's time budget is spent (`background::check` tells). The memory here is four bytes per block and component, plus the output.
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Option<DcImage> {
     if bytes.get(..2)? != [0xff, 0xd8] {
         return None;
@@ -524,7 +524,7 @@ fn decode_scan(
     };
     let mut left = restart_interval;
     for my in 0..mcus_y {
-        background::yield_point();
+        background::yield_point().ok()?; // the budget is spent: the caller finds out why
         if bits.padding > 64 {
             return None; // past the data by more than the reader holds: it cannot end intact
         }

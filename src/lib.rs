@@ -11,7 +11,8 @@
 //! - [`blurhash`]: the linear-light shrink and the encoder;
 //! - [`analyze`]: the steps above in order, for one URL;
 //! - [`pool`]: worker threads, a bounded queue and the fd that wakes Prosody;
-//! - [`background`]: how the workers stay out of Prosody's way (SCHED_IDLE, yield points);
+//! - [`background`]: how the workers stay out of Prosody's way (SCHED_IDLE, yield points),
+//!   and the time budget and cancel flag every analysis checks at those yield points;
 //! - `lua`: the binding, the only module that knows Lua. This file registers it.
 
 pub mod analyze;

@@ -174,7 +174,7 @@ pub fn new_pool(_: &Lua, opts: Option<Table>) -> LuaResult<LuaPool> {
     Ok(LuaPool(Pool::new(options(opts)?)?))
 }
 
-/// The pool as Lua userdata: `submit`, `getfd`, `drain`, `close`.
+/// The pool as Lua userdata: `submit`, `getfd`, `cancel`, `drain`, `close`.
 pub struct LuaPool(Pool);
 
 /// How long `close` waits for running analyses; longer would stall Prosody's main loop.
@@ -184,6 +184,7 @@ impl UserData for LuaPool {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method_mut("submit", |_, this, url: String| Ok(outcome(this.0.submit(&url))));
         methods.add_method("getfd", |_, this, ()| Ok(this.0.fd()));
+        methods.add_method_mut("cancel", |_, this, id: u64| Ok(this.0.cancel(id)));
         methods.add_method_mut("drain", |lua, this, ()| {
             let list = lua.create_table()?;
             for c in this.0.drain() {

@@ -2,7 +2,7 @@
 //! plain results back through a completion list, writing a byte to a socket pair whose read
 //! end Prosody watches. Workers never touch Lua.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::analyze::{analyze, Metadata};
-use crate::background;
+use crate::analyze::{analyze_cancellable, Metadata};
+use crate::background::{self, Cancel};
 use crate::error::{Error, Result};
 use crate::fetch::Fetcher;
 use crate::options::PoolOptions;
@@ -31,6 +31,7 @@ pub struct Completion {
 struct Job {
     id: u64,
     url: String,
+    cancel: Cancel,
 }
 
 /// State the workers share with the pool.
@@ -55,8 +56,9 @@ pub struct Pool {
     readable: UnixStream,
     workers: Vec<JoinHandle<()>>,
     next_id: u64,
-    cache: HashMap<String, (Instant, Result<Metadata>)>,
-    opts: PoolOptions,
+    /// The jobs queued or running (submitted, not drained yet): their cancel flags.
+    pending: HashMap<u64, Cancel>,
+    cache: Cache,
 }
 
 impl Pool {
@@ -79,7 +81,8 @@ impl Pool {
                     .map_err(io_err)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Pool { jobs: Some(tx), shared, readable, workers, next_id: 0, cache: HashMap::new(), opts })
+        let cache = Cache::new(opts.cache_size, opts.cache_ttl, opts.cache_ttl.min(opts.failure_ttl));
+        Ok(Pool { jobs: Some(tx), shared, readable, workers, next_id: 0, pending: HashMap::new(), cache })
     }
 
     /// Queues `url` and returns its job id; never blocks. A cached result completes at once.
@@ -89,16 +92,28 @@ impl Pool {
         }
         self.next_id += 1;
         let id = self.next_id;
-        if let Some(result) = self.cached(url) {
+        if let Some(result) = self.cache.get(url) {
             self.shared.complete(Completion { id, url: url.to_owned(), result });
             return Ok(id);
         }
         let jobs = self.jobs.as_ref().ok_or(Error::Closed)?;
-        match jobs.try_send(Job { id, url: url.to_owned() }) {
-            Ok(()) => Ok(id),
+        let cancel = Cancel::default();
+        match jobs.try_send(Job { id, url: url.to_owned(), cancel: cancel.clone() }) {
+            Ok(()) => {
+                self.pending.insert(id, cancel);
+                Ok(id)
+            }
             Err(TrySendError::Full(_)) => Err(Error::QueueFull),
             Err(TrySendError::Disconnected(_)) => Err(Error::Closed),
         }
+    }
+
+    /// Cancels job `id` if it is queued or running: it stops at its next yield point (a
+    /// queued one before it starts) and completes with `Error::Cancelled`, unless it finished
+    /// first; either way its completion still comes through `drain`. False when the job is
+    /// not pending (unknown, answered from the cache, or already drained).
+    pub fn cancel(&mut self, id: u64) -> bool {
+        self.pending.get(&id).map(Cancel::cancel).is_some()
     }
 
     /// The fd that becomes readable when completions are waiting.
@@ -107,21 +122,27 @@ impl Pool {
     }
 
     /// Every completion waiting now; empties the fd too, so a level-triggered watcher rests.
+    /// Results and failures go into the cache; cancelled jobs do not (they say nothing of the URL).
     pub fn drain(&mut self) -> Vec<Completion> {
         let mut sink = [0u8; 256];
         while matches!((&self.readable).read(&mut sink), Ok(n) if n > 0) {}
         let done = std::mem::take(&mut *self.shared.done.lock().unwrap_or_else(|p| p.into_inner()));
         for c in &done {
-            self.remember(c);
+            self.pending.remove(&c.id);
+            if !matches!(c.result, Err(Error::Cancelled)) {
+                self.cache.put(&c.url, &c.result);
+            }
         }
         done
     }
 
-    /// Stops the workers: queued jobs are dropped, running ones finish. Waits up to `grace` for
-    /// them to exit and returns how many were still running (each ends by itself when its
-    /// current fetch ends, within the fetch timeout). Idempotent.
+    /// Stops the workers: queued jobs are dropped, running ones are cancelled (each stops at
+    /// its next yield point, or when its current network read returns, within the fetch
+    /// timeout). Waits up to `grace` for them to exit and returns how many were still
+    /// running. Idempotent.
     pub fn close(&mut self, grace: Duration) -> usize {
         self.shared.closing.store(true, Ordering::SeqCst);
+        self.pending.values().for_each(Cancel::cancel);
         self.jobs = None; // a worker waiting for a job sees the queue disconnected and exits
         let until = Instant::now() + grace;
         while self.workers.iter().any(|w| !w.is_finished()) && Instant::now() < until {
@@ -132,29 +153,6 @@ impl Pool {
             let _ = w.join();
         }
         running.len()
-    }
-
-    fn cached(&mut self, url: &str) -> Option<Result<Metadata>> {
-        let (at, result) = self.cache.get(url)?;
-        let ttl = if result.is_ok() { self.opts.cache_ttl } else { self.opts.cache_ttl.min(self.opts.failure_ttl) };
-        if at.elapsed() <= ttl {
-            return Some(result.clone());
-        }
-        self.cache.remove(url);
-        None
-    }
-
-    fn remember(&mut self, c: &Completion) {
-        if self.opts.cache_size == 0 {
-            return;
-        }
-        if self.cache.len() >= self.opts.cache_size && !self.cache.contains_key(&c.url) {
-            let oldest = self.cache.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                self.cache.remove(&k);
-            }
-        }
-        self.cache.insert(c.url.clone(), (Instant::now(), c.result.clone()));
     }
 }
 
@@ -174,8 +172,68 @@ fn work(rx: &Mutex<Receiver<Job>>, shared: &Shared, fetcher: &Fetcher) {
         if shared.closing.load(Ordering::SeqCst) {
             return;
         }
-        let result =
-            catch_unwind(AssertUnwindSafe(|| analyze(fetcher, &job.url))).unwrap_or_else(|p| Err(Error::from_panic(p)));
+        let result = if job.cancel.is_cancelled() {
+            Err(Error::Cancelled) // cancelled while queued: not even started
+        } else {
+            catch_unwind(AssertUnwindSafe(|| analyze_cancellable(fetcher, &job.url, Some(job.cancel))))
+                .unwrap_or_else(|p| Err(Error::from_panic(p)))
+        };
         shared.complete(Completion { id: job.id, url: job.url, result });
+    }
+}
+
+/// Results by URL: at most `size` (the oldest stored goes first), each for `ttl`, failures
+/// for `failure_ttl`. Every operation is O(log n), so a full cache of a million entries costs
+/// the main loop no more than an empty one.
+struct Cache {
+    size: usize,
+    ttl: Duration,
+    failure_ttl: Duration,
+    by_url: HashMap<String, Cached>,
+    /// URLs by when they were stored (a sequence number), oldest first.
+    order: BTreeMap<u64, String>,
+    stored: u64,
+}
+
+struct Cached {
+    at: Instant,
+    seq: u64,
+    result: Result<Metadata>,
+}
+
+impl Cache {
+    fn new(size: usize, ttl: Duration, failure_ttl: Duration) -> Cache {
+        Cache { size, ttl, failure_ttl, by_url: HashMap::new(), order: BTreeMap::new(), stored: 0 }
+    }
+
+    /// The result stored for `url`, unless it has expired (then it is dropped).
+    fn get(&mut self, url: &str) -> Option<Result<Metadata>> {
+        let c = self.by_url.get(url)?;
+        let ttl = if c.result.is_ok() { self.ttl } else { self.failure_ttl };
+        if c.at.elapsed() <= ttl {
+            return Some(c.result.clone());
+        }
+        self.remove(url);
+        None
+    }
+
+    fn put(&mut self, url: &str, result: &Result<Metadata>) {
+        if self.size == 0 {
+            return;
+        }
+        if self.remove(url).is_none() && self.by_url.len() >= self.size {
+            if let Some((_, oldest)) = self.order.pop_first() {
+                self.by_url.remove(&oldest);
+            }
+        }
+        self.stored += 1;
+        self.order.insert(self.stored, url.to_owned());
+        self.by_url.insert(url.to_owned(), Cached { at: Instant::now(), seq: self.stored, result: result.clone() });
+    }
+
+    fn remove(&mut self, url: &str) -> Option<Cached> {
+        let c = self.by_url.remove(url)?;
+        self.order.remove(&c.seq);
+        Some(c)
     }
 }

@@ -153,3 +153,32 @@ fn errors_reach_lua_with_their_kind() {
         &base,
     );
 }
+
+#[test]
+fn pool_cancel_from_lua() {
+    let s = Server::start(vec![("/hang", Reply::Hang), ("/p.png", Reply::Ok("image/png", png(&photo(16, 8))))]);
+    let base = s.url("");
+    run(
+        r#"
+        local pool = mm.new_pool({ threads = 1, allow_private = true, timeout = 0.5 })
+        local hung = assert(pool:submit(base .. "/hang"))
+        os.execute("sleep 0.1")
+        local queued = assert(pool:submit(base .. "/p.png"))
+        assert(pool:cancel(queued) == true, "a queued job is pending")
+        assert(pool:cancel(12345) == false, "an unknown id")
+        local results = {}
+        for _ = 1, 500 do
+            for _, c in ipairs(pool:drain()) do results[c.id] = c end
+            if results[hung] and results[queued] then break end
+            os.execute("sleep 0.01")
+        end
+        local c = assert(results[queued], "no completion for the cancelled job")
+        assert(c.result == nil and c.err == "analysis cancelled" and c.kind == "cancelled", c.err)
+        assert(results[hung].kind == "timeout", results[hung].kind)
+        assert(pool:cancel(queued) == false, "drained: no longer pending")
+        pool:close()
+        "#,
+        &base,
+    );
+    assert_eq!(s.hits.lock().unwrap().get("/p.png"), None, "the cancelled job was fetched");
+}
