@@ -4,6 +4,7 @@
 
 use std::io::{self, Read};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Instant;
 
 use url::Url;
@@ -31,8 +32,18 @@ pub struct Body {
     pub content_type: Option<String>,
 }
 
+/// Name resolution: `"host:port"` (an IPv6 literal in brackets) to the addresses to try, in
+/// order. [`system_lookup`] by default; tests give their own (`Fetcher::with_lookup`).
+pub type Lookup = Arc<dyn Fn(&str) -> io::Result<Vec<SocketAddr>> + Send + Sync>;
+
+/// The operating system's resolver (getaddrinfo: /etc/hosts, DNS, ...).
+pub fn system_lookup() -> Lookup {
+    Arc::new(|netloc: &str| netloc.to_socket_addrs().map(Iterator::collect))
+}
+
 /// Resolves a host and keeps only the addresses the policy allows; refuses when none is left.
 struct PolicyResolver {
+    lookup: Lookup,
     allow_private: bool,
     allow_hosts: Vec<String>,
 }
@@ -40,7 +51,7 @@ struct PolicyResolver {
 impl ureq::Resolver for PolicyResolver {
     fn resolve(&self, netloc: &str) -> io::Result<Vec<SocketAddr>> {
         let host = netloc.rsplit_once(':').map_or(netloc, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
-        let addrs: Vec<SocketAddr> = netloc.to_socket_addrs()?.collect();
+        let addrs = (self.lookup)(netloc)?;
         if self.allow_private || policy::host_listed(host, &self.allow_hosts) {
             return Ok(addrs);
         }
@@ -65,8 +76,16 @@ impl Fetcher {
     /// compression, and no proxy: without its `proxy-from-env` feature ureq never reads
     /// HTTP_PROXY, which would otherwise connect for us to an address we never checked.
     pub fn new(opts: Options) -> Fetcher {
+        Fetcher::with_lookup(opts, system_lookup())
+    }
+
+    /// A client for `opts` that resolves names with `lookup`; the policy checks its answers
+    /// as it checks the system's.
+    pub fn with_lookup(opts: Options, lookup: Lookup) -> Fetcher {
+        let resolver =
+            PolicyResolver { lookup, allow_private: opts.allow_private, allow_hosts: opts.allow_hosts.clone() };
         let agent = ureq::AgentBuilder::new()
-            .resolver(PolicyResolver { allow_private: opts.allow_private, allow_hosts: opts.allow_hosts.clone() })
+            .resolver(resolver)
             .redirects(0)
             .timeout_connect(opts.connect_timeout)
             .timeout(opts.timeout)
@@ -222,4 +241,48 @@ impl<R: Read> Read for Checked<R> {
 fn read_up_to(reader: &mut impl Read, buf: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
     let want = limit.saturating_sub(buf.len()) as u64;
     Ok((reader.take(want).read_to_end(buf)? as u64) < want)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ureq::Resolver;
+
+    /// A resolver whose lookup answers `addrs` for every name.
+    fn answering(addrs: &[&str], allow_private: bool, allow_hosts: &[&str]) -> PolicyResolver {
+        let addrs: Vec<SocketAddr> = addrs.iter().map(|a| a.parse().unwrap()).collect();
+        PolicyResolver {
+            lookup: Arc::new(move |_| Ok(addrs.clone())),
+            allow_private,
+            allow_hosts: allow_hosts.iter().map(|h| h.to_string()).collect(),
+        }
+    }
+
+    fn resolved(r: &PolicyResolver, netloc: &str) -> Vec<String> {
+        r.resolve(netloc).unwrap().iter().map(SocketAddr::to_string).collect()
+    }
+
+    #[test]
+    fn a_name_with_public_and_private_addresses_is_handed_on_with_the_public_ones_only() {
+        let mixed = ["10.0.0.1:80", "203.0.114.7:80", "127.0.0.1:80", "[2a00:1450::1]:80", "[fd00::1]:80"];
+        let r = answering(&mixed, false, &[]);
+        // ureq connects only to what the resolver returns, in that order.
+        assert_eq!(resolved(&r, "media.example:80"), ["203.0.114.7:80", "[2a00:1450::1]:80"]);
+        // Trusted: by the name, or every private address.
+        let trusted = answering(&mixed, false, &["media.example"]);
+        assert_eq!(resolved(&trusted, "media.example:80").len(), 5);
+        assert_eq!(resolved(&trusted, "other.example:80").len(), 2, "only the listed name is trusted");
+        assert_eq!(resolved(&answering(&mixed, true, &[]), "media.example:80").len(), 5);
+    }
+
+    #[test]
+    fn a_name_with_only_refused_addresses_is_refused_naming_the_first() {
+        let r = answering(&["169.254.169.254:80", "10.0.0.1:80"], false, &[]);
+        let e = r.resolve("metadata.example:80").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert!(e.to_string().starts_with("refused: 169.254.169.254 is link-local"), "{e}");
+        // IPv6 literals in brackets are matched against allow_hosts by their address.
+        let r = answering(&["[::1]:80"], false, &["::1"]);
+        assert_eq!(resolved(&r, "[::1]:80"), ["[::1]:80"]);
+    }
 }

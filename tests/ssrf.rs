@@ -11,15 +11,17 @@
 
 mod common;
 
-use std::fs;
-use std::io::Write;
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::hostile::{ipv6_loopback, RawServer, Trap};
 use common::*;
 use media_metadata::analyze::{analyze, Metadata};
 use media_metadata::error::Error;
-use media_metadata::fetch::Fetcher;
+use media_metadata::fetch::{Fetcher, Lookup};
 use media_metadata::options::Options;
 
 /// The default policy, but a connect timeout long enough that a connect attempt to an
@@ -202,98 +204,89 @@ fn localhost_by_name_never_connects() {
     assert_reaches(&format!("http://localhost:{p}/p.png"), &trap);
 }
 
-/// Lines added to /etc/hosts, taken out again when dropped (also when a test panics). The
-/// file is replaced by rename, so a concurrent reader sees the old file or the new one, never
-/// a half-written one; only lines carrying this process's marker are touched.
-struct HostsGuard {
-    marker: String,
+/// A resolver of our own (`Fetcher::with_lookup`): each name answers its addresses, in order,
+/// on the port asked for; IP literals answer themselves; any other name does not resolve. No
+/// DNS and no /etc/hosts: the cases run anywhere, as any user.
+fn names(entries: &[(&str, &[&str])]) -> Lookup {
+    let table: HashMap<String, Vec<IpAddr>> = entries
+        .iter()
+        .map(|(name, ips)| (name.to_string(), ips.iter().map(|ip| ip.parse().unwrap()).collect()))
+        .collect();
+    Arc::new(move |netloc: &str| {
+        if let Ok(literal) = netloc.parse::<SocketAddr>() {
+            return Ok(vec![literal]);
+        }
+        let (host, port) = netloc.rsplit_once(':').ok_or_else(|| io::Error::other("no port"))?;
+        let port: u16 = port.parse().map_err(io::Error::other)?;
+        match table.get(host) {
+            Some(ips) => Ok(ips.iter().map(|&ip| SocketAddr::new(ip, port)).collect()),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, format!("{host}: no such name"))),
+        }
+    })
 }
 
-const HOSTS: &str = "/etc/hosts";
-const MARKER: &str = "# media_metadata tests/ssrf.rs";
+fn run_named(url: &str, opts: Options, lookup: &Lookup) -> Result<Metadata, Error> {
+    analyze(&Fetcher::with_lookup(opts, lookup.clone()), url)
+}
 
-impl HostsGuard {
-    fn add(entries: &[(&str, &str)]) -> std::io::Result<HostsGuard> {
-        let marker = format!("{MARKER} pid {}", std::process::id());
-        let guard = HostsGuard { marker };
-        let mut text = without_stale_lines(&fs::read_to_string(HOSTS)?);
-        if !text.is_empty() && !text.ends_with('\n') {
-            text.push('\n');
+/// `assert_refused`, names resolved by `lookup`.
+#[track_caller]
+fn assert_refused_named(url: &str, lookup: &Lookup, addr: &str, why: &str) {
+    let t = Instant::now();
+    match run_named(url, strict(), lookup) {
+        Err(Error::Address { addr: a, why: w }) => {
+            assert_eq!(a.to_string(), addr, "{url}: refused, but for another address");
+            assert!(w.contains(why), "{url}: refused {a} as {w:?}, expected {why:?}");
         }
-        for (addr, name) in entries {
-            text.push_str(&format!("{addr} {name} {}\n", guard.marker));
-        }
-        replace_hosts(&text)?;
-        Ok(guard)
+        other => panic!("{url}: expected the policy to refuse {addr} ({why}), got {other:?}"),
     }
+    assert!(t.elapsed() < Duration::from_millis(500), "{url}: the refusal took {:?}", t.elapsed());
 }
 
-/// `text` without our lines, also those of an earlier run that was killed.
-fn without_stale_lines(text: &str) -> String {
-    text.lines().filter(|l| !l.contains(MARKER)).map(|l| format!("{l}\n")).collect()
-}
-
-fn replace_hosts(text: &str) -> std::io::Result<()> {
-    let tmp = format!("{HOSTS}.media-metadata-test.{}", std::process::id());
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    fs::set_permissions(&tmp, fs::metadata(HOSTS)?.permissions())?;
-    fs::rename(&tmp, HOSTS)
-}
-
-impl Drop for HostsGuard {
-    fn drop(&mut self) {
-        let restored = fs::read_to_string(HOSTS).map(|t| without_stale_lines(&t)).and_then(|t| replace_hosts(&t));
-        if let Err(e) = restored {
-            eprintln!("could not restore {HOSTS}: remove the lines marked {:?} by hand: {e}", self.marker);
-        }
-    }
-}
-
+/// A name with refused and allowed addresses is handed to ureq with the allowed ones only;
+/// that list is tested in src/fetch.rs (a test here would have to connect to a public
+/// address). Here: names whose every address is refused never connect.
 #[test]
 fn names_that_resolve_to_refused_addresses_never_connect() {
     let trap = Trap::new();
     let p = trap.port;
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    let tag = format!("{}-{nanos}", std::process::id());
-    let name = |what: &str| format!("mm-ssrf-{what}-{tag}.test");
-    let (lo, meta, private, lo6, mapped, both) =
-        (name("lo"), name("meta"), name("private"), name("lo6"), name("mapped"), name("both"));
-    let guard = HostsGuard::add(&[
-        ("127.0.0.1", &lo),
-        ("169.254.169.254", &meta),
-        ("10.0.0.1", &private),
-        ("::1", &lo6),
-        ("::ffff:127.0.0.1", &mapped),
-        ("127.0.0.1", &both),
-        ("10.0.0.1", &both),
+    let lookup = names(&[
+        ("lo.test", &["127.0.0.1"]),
+        ("meta.test", &["169.254.169.254"]),
+        ("private.test", &["10.0.0.1"]),
+        ("lo6.test", &["::1"]),
+        ("mapped.test", &["::ffff:127.0.0.1"]),
+        ("both.test", &["127.0.0.1", "10.0.0.1"]),
+        ("cgnat-then-lo.test", &["100.64.0.1", "127.0.0.1"]),
     ]);
-    let guard = match guard {
-        Ok(g) => g,
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            eprintln!("cannot write {HOSTS} ({e}): only localhost was tested");
-            return;
-        }
-        Err(e) => panic!("{HOSTS}: {e}"),
-    };
-    assert_refused(&format!("http://{lo}:{p}/p.png"), "127.0.0.1", "loopback");
-    assert_refused(&format!("http://{}:{p}/p.png", lo.to_uppercase()), "127.0.0.1", "loopback");
-    assert_no_connection(&format!("http://{lo}.:{p}/p.png"));
-    assert_refused(&format!("http://{meta}/latest/meta-data/"), "169.254.169.254", "link-local");
-    assert_refused(&format!("http://{private}:{p}/"), "10.0.0.1", "10.0.0.0/8");
-    assert_refused(&format!("http://{lo6}:{p}/p.png"), "::1", "loopback");
-    assert_refused(&format!("http://{mapped}:{p}/p.png"), "::ffff:127.0.0.1", "IPv4-mapped");
+    assert_refused_named(&format!("http://lo.test:{p}/p.png"), &lookup, "127.0.0.1", "loopback");
+    // The URL parser lowercases the host: the name is the same name.
+    assert_refused_named(&format!("http://LO.TEST:{p}/p.png"), &lookup, "127.0.0.1", "loopback");
+    assert_refused_named("http://meta.test/latest/meta-data/", &lookup, "169.254.169.254", "link-local");
+    assert_refused_named(&format!("http://private.test:{p}/"), &lookup, "10.0.0.1", "10.0.0.0/8");
+    assert_refused_named(&format!("http://lo6.test:{p}/p.png"), &lookup, "::1", "loopback");
+    assert_refused_named(&format!("http://mapped.test:{p}/p.png"), &lookup, "::ffff:127.0.0.1", "IPv4-mapped");
     // Every address of the name is refused: the first one is named.
-    assert_refused(&format!("http://{both}:{p}/p.png"), "127.0.0.1", "loopback");
+    assert_refused_named(&format!("http://both.test:{p}/p.png"), &lookup, "127.0.0.1", "loopback");
+    assert_refused_named(&format!("http://cgnat-then-lo.test:{p}/p.png"), &lookup, "100.64.0.1", "CGNAT");
+    // A name that does not resolve is a DNS failure, and connects nowhere either.
+    let e = run_named(&format!("http://lo.test.:{p}/p.png"), strict(), &lookup).unwrap_err();
+    assert!(matches!(&e, Error::Resolve { .. }) && e.kind() == "dns", "{e:?}");
     assert_eq!(trap.accepted(), 0, "a name led to a connection to a refused address");
 
-    // Control: the entries are really in effect (trusting the name reaches the trap).
-    let before = trap.accepted();
-    let m = run(&format!("http://{lo}:{p}/p.png"), Options { allow_hosts: vec![lo.clone()], ..strict() }).unwrap();
-    assert_eq!((m.width, trap.accepted()), (Some(8), before + 1));
-    drop(guard);
-    assert!(!fs::read_to_string(HOSTS).unwrap().contains(&tag), "{HOSTS} was not restored");
+    // Controls: the names do lead to the trap when trusted, by name or all private addresses.
+    for (url, opts) in [
+        (format!("http://lo.test:{p}/p.png"), Options { allow_hosts: vec!["lo.test".into()], ..strict() }),
+        (format!("http://both.test:{p}/p.png"), Options { allow_hosts: vec!["*.test".into()], ..strict() }),
+        (format!("http://lo.test:{p}/p.png"), Options { allow_private: true, ..strict() }),
+    ] {
+        let before = trap.accepted();
+        let m = run_named(&url, opts, &lookup).unwrap_or_else(|e| panic!("control {url}: {e}"));
+        assert_eq!((m.width, trap.accepted()), (Some(8), before + 1), "control {url}");
+    }
+    // A listed name is trusted, not its neighbours.
+    let opts = Options { allow_hosts: vec!["lo.test".into()], ..strict() };
+    assert!(matches!(run_named(&format!("http://both.test:{p}/p.png"), opts, &lookup), Err(Error::Address { .. })));
 }
 
 #[test]
