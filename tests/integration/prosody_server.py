@@ -66,6 +66,7 @@ class ProsodyServer:
         self.extra_config = extra_config
         self.global_config = global_config
         self.c2s_port = free_port()
+        self.address = "127.0.0.1"  # where c2s listens
         self.config = self.dir / "prosody.cfg.lua"
         self.log_file = self.dir / "prosody.log"
         self.out_file = self.dir / "prosody.out"
@@ -170,7 +171,7 @@ Component {lua_str(SLOW_DOMAIN)} "muc"
                 raise RuntimeError(f"Prosody {self.version} exited with {self.proc.returncode} "
                                    f"during start-up\n{self.tail()}")
             try:
-                with socket.create_connection(("127.0.0.1", self.c2s_port), timeout=0.5):
+                with socket.create_connection((self.address, self.c2s_port), timeout=0.5):
                     break
             except OSError:
                 pass

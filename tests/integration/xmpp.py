@@ -60,9 +60,9 @@ class Client(slixmpp.ClientXMPP):
         if self._session and not self._session.done():
             self._session.set_exception(RuntimeError(f"{self.boundjid}: connection/auth failed: {event}"))
 
-    async def start(self, port: int, timeout: float = 15) -> "Client":
+    async def start(self, port: int, timeout: float = 15, host: str = "127.0.0.1") -> "Client":
         self._session = self.loop.create_future()
-        self.connect("127.0.0.1", port)
+        self.connect(host, port)
         await asyncio.wait_for(self._session, timeout)
         return self
 
