@@ -83,6 +83,7 @@ fn refused_v6(ip: Ipv6Addr) -> Option<&'static str> {
         [0, 0, 0, 0, 0, 0, 0, 0] => "unspecified",
         [0, 0, 0, 0, 0, 0, 0, 1] => "loopback",
         [0, 0, 0, 0, 0, 0xffff, _, _] => "IPv4-mapped (::ffff:0:0/96)",
+        [0, 0, 0, 0, 0xffff, 0, _, _] => "IPv4-translated (SIIT, ::ffff:0:0:0/96)",
         [0, 0, 0, 0, 0, 0, _, _] => "IPv4-compatible (::/96)",
         [0x64, 0xff9b, 0, 0, 0, 0, _, _] => "NAT64 (64:ff9b::/96)",
         [0x64, 0xff9b, 1, ..] => "local-use NAT64 (64:ff9b:1::/48)",
