@@ -190,6 +190,9 @@ impl UserData for LuaPool {
             for c in this.0.drain() {
                 let entry = lua.create_table()?;
                 entry.set("id", c.id)?;
+                if c.cached {
+                    entry.set("cached", true)?;
+                }
                 match c.result {
                     Ok(m) => entry.set("result", metadata_table(lua, &m)?)?,
                     Err(e) => {

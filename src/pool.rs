@@ -26,6 +26,8 @@ pub struct Completion {
     pub url: String,
     /// The metadata, or the error with its kind (`Error::kind`) for the plugin's metric.
     pub result: Result<Metadata>,
+    /// Answered from the cache at submit, not analysed.
+    pub cached: bool,
 }
 
 struct Job {
@@ -93,7 +95,7 @@ impl Pool {
         self.next_id += 1;
         let id = self.next_id;
         if let Some(result) = self.cache.get(url) {
-            self.shared.complete(Completion { id, url: url.to_owned(), result });
+            self.shared.complete(Completion { id, url: url.to_owned(), result, cached: true });
             return Ok(id);
         }
         let jobs = self.jobs.as_ref().ok_or(Error::Closed)?;
@@ -122,14 +124,16 @@ impl Pool {
     }
 
     /// Every completion waiting now; empties the fd too, so a level-triggered watcher rests.
-    /// Results and failures go into the cache; cancelled jobs do not (they say nothing of the URL).
+    /// Analysed results and failures go into the cache (a result served from it is not stored
+    /// again: it expires `cache_ttl` after it was fetched); cancelled jobs do not (they say
+    /// nothing of the URL).
     pub fn drain(&mut self) -> Vec<Completion> {
         let mut sink = [0u8; 256];
         while matches!((&self.readable).read(&mut sink), Ok(n) if n > 0) {}
         let done = std::mem::take(&mut *self.shared.done.lock().unwrap_or_else(|p| p.into_inner()));
         for c in &done {
             self.pending.remove(&c.id);
-            if !matches!(c.result, Err(Error::Cancelled)) {
+            if !c.cached && !matches!(c.result, Err(Error::Cancelled)) {
                 self.cache.put(&c.url, &c.result);
             }
         }
@@ -178,7 +182,7 @@ fn work(rx: &Mutex<Receiver<Job>>, shared: &Shared, fetcher: &Fetcher) {
             catch_unwind(AssertUnwindSafe(|| analyze_cancellable(fetcher, &job.url, Some(job.cancel))))
                 .unwrap_or_else(|p| Err(Error::from_panic(p)))
         };
-        shared.complete(Completion { id: job.id, url: job.url, result });
+        shared.complete(Completion { id: job.id, url: job.url, result, cached: false });
     }
 }
 

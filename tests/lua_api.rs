@@ -139,7 +139,9 @@ fn errors_reach_lua_with_their_kind() {
             error("no completion for " .. id)
         end
         local c = wait_for(ok_id)
-        assert(c.result and c.result.width == 16 and c.err == nil and c.kind == nil)
+        assert(c.result and c.result.width == 16 and c.err == nil and c.kind == nil and c.cached == nil)
+        c = wait_for(assert(pool:submit(base .. "/p.png")))
+        assert(c.cached == true and c.result.width == 16, "a repeated URL is answered from the cache")
         local bad = assert(pool:submit(base .. "/missing"))
         c = wait_for(bad)
         assert(c.result == nil and c.kind == "http_status" and c.err:find("HTTP 404", 1, true), c.err)

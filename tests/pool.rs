@@ -80,10 +80,93 @@ fn a_repeated_url_is_answered_from_the_cache() {
     p.submit(&s.url("/c.png")).unwrap();
     let first = collect(&mut p, 1);
     let id = p.submit(&s.url("/c.png")).unwrap();
-    let second = collect(&mut p, 1);
+    // Answered at submit, through the fd like any other completion, without a worker.
+    assert!(readable(p.fd(), Duration::ZERO), "a cached result is waiting at once");
+    let second = p.drain();
+    assert_eq!(second.len(), 1);
     assert_eq!(second[0].id, id);
     assert_eq!(second[0].result.as_ref().unwrap(), first[0].result.as_ref().unwrap());
     assert_eq!(s.hits.lock().unwrap().get("/c.png"), Some(&1));
+}
+
+fn caching(cache_size: usize, cache_ttl: Duration, failure_ttl: Duration) -> Pool {
+    Pool::new(PoolOptions {
+        threads: 1,
+        queue_length: 8,
+        cache_size,
+        cache_ttl,
+        failure_ttl,
+        analysis: Options { allow_private: true, timeout: Duration::from_secs(5), ..Options::default() },
+        ..PoolOptions::default()
+    })
+    .unwrap()
+}
+
+/// Submits `path` and waits for its completion; returns it and the server's count for `path`.
+fn analyse(p: &mut Pool, s: &Server, path: &str) -> (Completion, usize) {
+    let id = p.submit(&s.url(path)).unwrap();
+    let c = collect(p, 1).pop().unwrap_or_else(|| panic!("{path}: no completion"));
+    assert_eq!(c.id, id);
+    (c, s.hits.lock().unwrap().get(path).copied().unwrap_or(0))
+}
+
+#[test]
+fn cached_results_expire_after_cache_ttl() {
+    let s = Server::start(vec![("/a.png", Reply::Ok("image/png", png(&photo(30, 20))))]);
+    let ttl = Duration::from_millis(300);
+    let mut p = caching(16, ttl, ttl);
+    let (first, hits) = analyse(&mut p, &s, "/a.png");
+    assert_eq!((hits, first.cached), (1, false));
+    std::thread::sleep(ttl / 2);
+    let (hit, hits) = analyse(&mut p, &s, "/a.png");
+    assert_eq!((hits, hit.cached, hit.result.unwrap().width), (1, true, Some(30)), "within the TTL: from the cache");
+    // Serving it did not renew it: it expires a TTL after it was fetched.
+    std::thread::sleep(ttl / 2 + Duration::from_millis(100));
+    let (again, hits) = analyse(&mut p, &s, "/a.png");
+    assert_eq!((hits, again.cached), (2, false), "past the TTL: fetched again");
+    assert_eq!(analyse(&mut p, &s, "/a.png").1, 2, "and cached again");
+}
+
+#[test]
+fn failures_are_kept_for_the_failure_ttl_only() {
+    let s = Server::start(vec![("/ok.png", Reply::Ok("image/png", png(&photo(30, 20))))]);
+    let failure_ttl = Duration::from_millis(300);
+    let mut p = caching(16, Duration::from_secs(3600), failure_ttl);
+    let (c, hits) = analyse(&mut p, &s, "/missing.png");
+    assert_eq!((c.result.unwrap_err().kind(), hits), ("http_status", 1));
+    assert_eq!(analyse(&mut p, &s, "/ok.png").1, 1);
+    let (c, hits) = analyse(&mut p, &s, "/missing.png");
+    assert!(matches!(c.result, Err(Error::Status { status: 404, .. })), "the failure itself is cached");
+    assert_eq!(hits, 1, "a failure is cached too");
+    std::thread::sleep(failure_ttl + Duration::from_millis(100));
+    assert_eq!(analyse(&mut p, &s, "/missing.png").1, 2, "past the failure TTL: fetched again");
+    assert_eq!(analyse(&mut p, &s, "/ok.png").1, 1, "a result outlives the failure TTL");
+    // The default keeps failures 60 s at most, and never longer than cache_ttl.
+    assert_eq!(PoolOptions::default().failure_ttl, Duration::from_secs(60));
+    let mut short = caching(16, Duration::from_millis(200), Duration::from_secs(60));
+    assert_eq!(analyse(&mut short, &s, "/missing.png").1, 3);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(analyse(&mut short, &s, "/missing.png").1, 4, "cache_ttl below the failure TTL wins");
+}
+
+#[test]
+fn a_full_cache_drops_its_oldest_entry() {
+    let img = || Reply::Ok("image/png", png(&photo(10, 10)));
+    let s = Server::start(vec![("/a.png", img()), ("/b.png", img()), ("/c.png", img())]);
+    let mut p = caching(2, Duration::from_secs(3600), Duration::from_secs(60));
+    for path in ["/a.png", "/b.png", "/c.png"] {
+        assert_eq!(analyse(&mut p, &s, path).1, 1);
+    }
+    assert_eq!(analyse(&mut p, &s, "/c.png").1, 1, "the newest is kept");
+    assert_eq!(analyse(&mut p, &s, "/b.png").1, 1, "so is the one before");
+    assert_eq!(analyse(&mut p, &s, "/a.png").1, 2, "the oldest was dropped for /c.png");
+    // Storing /a.png again dropped the oldest then, /b.png; /c.png stays.
+    assert_eq!(analyse(&mut p, &s, "/c.png").1, 1);
+    assert_eq!(analyse(&mut p, &s, "/b.png").1, 2);
+    // cache_size 0: no cache at all.
+    let mut none = caching(0, Duration::from_secs(3600), Duration::from_secs(60));
+    assert_eq!(analyse(&mut none, &s, "/c.png").1, 2);
+    assert_eq!(analyse(&mut none, &s, "/c.png").1, 3);
 }
 
 /// (nice, scheduling policy) of each thread of this process whose name starts with `prefix`.
