@@ -44,13 +44,14 @@ def install_plugin(dest: Path, plugin_lua: Path, library: Path) -> Path:
 class ProsodyServer:
     def __init__(self, version: str, workdir: Path, plugin_paths: list[Path], with_plugin: bool,
                  *, admin_shell: bool = False, extra_config: str = "", log_level: str = "debug",
-                 daemonize: bool = False, global_config: str = ""):
+                 daemonize: bool = False, global_config: str = "", log_config: str | None = None):
         """admin_shell: also enable mod_admin_shell (and its admin_socket), for `shell()`.
         extra_config: Lua appended to the config (say, another Component).
         log_level: the least level written to prosody.log (tests read debug lines).
         daemonize: start with -D, as `prosodyctl start` and Debian's init script do (the
         process forks into the background; its pid is then the pidfile's).
-        global_config: Lua for the global section (say, statistics = "internal")."""
+        global_config: Lua for the global section (say, statistics = "internal").
+        log_config: the config's `log = ...` line in place of the one to prosody.log."""
         if version not in BINARIES:
             raise ValueError(f"unknown Prosody version {version!r}: use one of {sorted(BINARIES)}")
         self.version = version
@@ -65,6 +66,7 @@ class ProsodyServer:
         self.admin_shell = admin_shell
         self.extra_config = extra_config
         self.global_config = global_config
+        self.log_config = log_config
         self.c2s_port = free_port()
         self.address = "127.0.0.1"  # where c2s listens
         self.config = self.dir / "prosody.cfg.lua"
@@ -101,7 +103,7 @@ s2s_direct_tls_ports = {{ }}
 legacy_ssl_ports = {{ }}
 component_ports = {{ }}
 
-log = {{ {self.log_level} = {lua_str(self.log_file)} }}
+{self.log_config or f"log = {{ {self.log_level} = {lua_str(self.log_file)} }}"}
 
 modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "time"; "version"{'; "admin_shell"' if self.admin_shell else ""} }}
 modules_disabled = {{ "s2s"; "tls"; "offline" }}

@@ -3,6 +3,7 @@ a newly enabled module take effect, and how to read the module's metrics."""
 
 import asyncio
 import re
+import textwrap
 import time
 import uuid
 
@@ -143,3 +144,30 @@ def test_mistakes_in_the_config_are_named_at_load_and_the_module_runs(admin_pros
     assert any("error\tIgnoring media_metadata_timeout = 129600" in l and "using the default, 10" in l
                for l in log), text
     assert len([l for l in log if "\terror\t" in l]) == (3 if server.version == "0.12" else 2), text
+
+
+def test_the_readme_debug_logging_keeps_debians_sinks(request, tmp_path, prosody):
+    """The README's log table (Troubleshooting): Debian's info and error files stay as they
+    are, and a file of its own gets the debug lines, the module's among them."""
+    plugins = tmp_path / "plugins"
+    install_plugin(plugins, REPO / "lua/mod_muc_media_metadata.lua", library_path())
+    readme = (REPO / "README.md").read_text()
+    snippet = re.search(r"```lua\n( *log = \{\n.*?\n *\})\n *```", readme, re.S)
+    assert snippet, "no log table in the README"
+    config = textwrap.dedent(snippet.group(1)).replace("/var/log/prosody", str(tmp_path / "logs"))
+    assert '"syslog"' in config and "prosody.err" in config, config
+    (tmp_path / "logs").mkdir()
+    server = ProsodyServer(prosody.version, tmp_path / "prosody", [plugins], with_plugin=True, log_config=config)
+    server.log_file = tmp_path / "logs/prosody.log"
+    server.start()
+    try:
+        time.sleep(1)
+    finally:
+        server.stop()
+    info = (tmp_path / "logs/prosody.log").read_text().splitlines()
+    debug = (tmp_path / "logs/debug.log").read_text().splitlines()
+    assert (tmp_path / "logs/prosody.err").exists()
+    assert info and not [l for l in info if "\tdebug\t" in l], info[:5]
+    assert [l for l in info if "muc_media_metadata\tinfo\tmod_muc_media_metadata " in l], info
+    assert debug and all("\tdebug\t" in l for l in debug), debug[:5]
+    assert [l for l in debug if "muc_media_metadata\tdebug\tLoaded the media_metadata library" in l], debug[:20]
