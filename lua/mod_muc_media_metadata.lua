@@ -450,6 +450,8 @@ local function annotate(held)
 			if not done then
 				module:log("debug", "No result for %s within %gs", entry.url, deadline);
 				count("deadline");
+				-- Nobody waits for it any more: the worker stops at its next yield point.
+				if pool then pool:cancel(entry.id); end
 			elseif done.err then
 				module:log("debug", "Analysing %s failed: %s", entry.url, done.err);
 				count("failed", done.kind or "other");

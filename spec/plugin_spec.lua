@@ -387,6 +387,7 @@ describe("mod_muc_media_metadata", function ()
 		assert.is_nil(metadata_of(oobs_of(stanza)[2]));
 		assert.truthy(module:logged("debug", "https://a.example/slow", "3s"));
 		assert.equal(1, module.metrics.urls.values["deadline,"]);
+		assert.same({ pool:id_of("https://a.example/slow") }, pool.cancelled); -- the worker may stop
 
 		-- The late result is drained and dropped; the message has gone on, once.
 		pool:complete("https://a.example/slow", { bytes = 8 });

@@ -163,6 +163,8 @@ function stand_ins.native(settings)
 			return self.next_id;
 		end
 		function pool.getfd() return 42; end
+		pool.cancelled = {};
+		function pool:cancel(id) table.insert(self.cancelled, id); return true; end
 		function pool:drain()
 			if settings.drain_error then error(settings.drain_error); end
 			local done = self.done;
