@@ -96,7 +96,7 @@ describe("media_metadata from Lua", function ()
 	it("raises on misuse: unknown options and bad values", function ()
 		assert.error_matches(function () mm.analyze("http://x/", { alow_private = true }); end,
 			"invalid option alow_private: unknown option", nil, true);
-		assert.has_error(function () mm.analyze("http://x/", { components_long = 10 }); end);
+		assert.has_error(function () mm.analyze("http://x/", { blurhash_components = { 10, 3 } }); end);
 		assert.has_error(function () mm.analyze("http://x/", { timeout = -1 }); end);
 		assert.has_error(function () mm.new_pool({ threads = 0 }); end);
 	end);
