@@ -557,6 +557,15 @@ module:hook("muc-broadcast-presence", function (event)
 	end
 end);
 
+-- A room destroyed while messages wait for it: they have nowhere to go.
+module:hook("muc-room-destroyed", function (event)
+	for _, queue in pairs(queues[event.room.jid] or {}) do
+		for _, held in ipairs(queue) do
+			held.removed = "the room was destroyed";
+		end
+	end
+end);
+
 -- Nothing is lost at shutdown: what is held goes on now, without what is not done.
 module:hook_global("server-stopping", function ()
 	stop_pool("Prosody is stopping");

@@ -550,6 +550,17 @@ describe("mod_muc_media_metadata", function ()
 			end);
 		end
 
+		it("has nothing broadcast in a room destroyed during the hold", function ()
+			local module, pool = load();
+			local room = new_room();
+			send(module, room, oob(photo), "1");
+			module.events.fire_event("muc-room-destroyed", { room = room });
+			pool:complete(photo, { bytes = 1 });
+			wake();
+			assert.same({}, room.broadcasts);
+			assert.truthy(module:logged("debug", "Not broadcasting message", "the room was destroyed"));
+		end);
+
 		it("still has it broadcast, under the nick it was sent with, after leaving of their own accord", function ()
 			local module, pool = load();
 			local room = new_room();
