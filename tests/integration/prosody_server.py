@@ -94,14 +94,7 @@ plugin_paths = {{ {plugin_paths} }}
 
 interfaces = {{ "127.0.0.1" }}
 local_interfaces = {{ "127.0.0.1" }}
-c2s_ports = {{ {self.c2s_port} }}
-s2s_ports = {{ {free_port()} }}
-http_ports = {{ {free_port()} }}
-https_ports = {{ }}
-c2s_direct_tls_ports = {{ }}
-s2s_direct_tls_ports = {{ }}
-legacy_ssl_ports = {{ }}
-component_ports = {{ }}
+{self.ports_config(s2s_port=free_port())}
 
 {self.log_config or f"log = {{ {self.log_level} = {lua_str(self.log_file)} }}"}
 
@@ -143,6 +136,17 @@ Component {lua_str(SLOW_DOMAIN)} "muc"
             cfg += "\n" + self.extra_config.rstrip("\n") + "\n"
         self.config.write_text(cfg)
         return self.config
+
+    def ports_config(self, s2s_port: int) -> str:
+        """The config's port lines: c2s and s2s as given, HTTP on a free port, nothing else."""
+        return f"""c2s_ports = {{ {self.c2s_port} }}
+s2s_ports = {{ {s2s_port} }}
+http_ports = {{ {free_port()} }}
+https_ports = {{ }}
+c2s_direct_tls_ports = {{ }}
+s2s_direct_tls_ports = {{ }}
+legacy_ssl_ports = {{ }}
+component_ports = {{ }}"""
 
     # --- process -------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import uuid
 import pytest
 
 from conftest import PASSWORD, library_path
-from prosody_server import REPO, ProsodyServer, free_port, install_plugin, lua_str
+from prosody_server import REPO, ProsodyServer, install_plugin, lua_str
 from xmpp import Client, oob_xml
 
 pytestmark = pytest.mark.plugin
@@ -48,14 +48,7 @@ c2s_interfaces = {{ {lua_str(self.c2s_address)} }}
 s2s_interfaces = {{ {lua_str(self.s2s_address)} }}
 interfaces = {{ {lua_str(self.c2s_address)} }}
 local_interfaces = {{ {lua_str(self.c2s_address)} }}
-c2s_ports = {{ {self.c2s_port} }}
-s2s_ports = {{ 5269 }}
-http_ports = {{ {free_port()} }}
-https_ports = {{ }}
-c2s_direct_tls_ports = {{ }}
-s2s_direct_tls_ports = {{ }}
-legacy_ssl_ports = {{ }}
-component_ports = {{ }}
+{self.ports_config(s2s_port=5269)}
 log = {{ debug = {lua_str(self.log_file)} }}
 modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "dialback" }}
 modules_disabled = {{ "tls"; "offline" }}

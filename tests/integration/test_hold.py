@@ -18,19 +18,21 @@ from xmpp import NS_CLIENT, oob_metadata, oob_xml, xml_str
 pytestmark = pytest.mark.plugin
 
 
-def from_nick(room, nick):
-    return lambda el: el.get("from") == f"{room}/{nick}"
+async def two_rooms_and_a_url_never_answered(connect, new_room, media, tag):
+    """alice (A) and bob (B) in two new rooms, and a URL whose server never answers."""
+    room, other = new_room(MUC_DOMAIN), new_room(MUC_DOMAIN)
+    a, b = await connect("alice"), await connect("bob")
+    for r in (room, other):
+        await a.join(r, "A")
+        await b.join(r, "B")
+    url = media.url("photo.jpg", tag=tag)
+    media.hang(url)
+    return a, b, room, other, url
 
 
 def test_sender_goes_on_while_its_message_is_held(run, connect, new_room, media, measured):
     async def body():
-        room, other = new_room(MUC_DOMAIN), new_room(MUC_DOMAIN)
-        a, b = await connect("alice"), await connect("bob")
-        for r in (room, other):
-            await a.join(r, "A")
-            await b.join(r, "B")
-        url = media.url("photo.jpg", tag="held")
-        media.hang(url)
+        a, b, room, other, url = await two_rooms_and_a_url_never_answered(connect, new_room, media, "held")
         held, later, elsewhere = (uuid.uuid4().hex for _ in range(3))
         t0 = time.monotonic()
         a.send_groupchat(room, f"held {held}", oob_xml(url))
@@ -58,13 +60,7 @@ def test_stanzas_in_one_write_behind_a_held_message(run, connect, new_room, medi
     """What the COMPAT read of LuaSocket's buffer was for: several stanzas that arrive in one
     TCP segment behind a held message are all handled, without the client sending more."""
     async def body():
-        room, other = new_room(MUC_DOMAIN), new_room(MUC_DOMAIN)
-        a, b = await connect("alice"), await connect("bob")
-        for r in (room, other):
-            await a.join(r, "A")
-            await b.join(r, "B")
-        url = media.url("photo.jpg", tag="onewrite")
-        media.hang(url)
+        a, b, room, other, url = await two_rooms_and_a_url_never_answered(connect, new_room, media, "onewrite")
         held, elsewhere = uuid.uuid4().hex, uuid.uuid4().hex
         ping_id = uuid.uuid4().hex
         start = len(a.received)
