@@ -1,10 +1,9 @@
-//! HTTP GET under the fetch policy: every address connected to is checked by `PolicyResolver`
-//! (so a DNS answer cannot change between check and connect), every redirect is checked again,
-//! time is bounded per connect and in total, and the body is read only as far as it is useful.
+//! HTTP GET under the fetch policy: every address connected to is checked by the resolver in
+//! [`crate::resolve`] (so a DNS answer cannot change between check and connect, and a lookup
+//! ends within the fetch's time), every redirect is checked again, time is bounded per connect
+//! and in total, and the body is read only as far as it is useful.
 
 use std::io::{self, Read};
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
 use std::time::Instant;
 
 use url::Url;
@@ -13,7 +12,10 @@ use crate::background;
 use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::policy;
+use crate::resolve::{PolicyResolver, Within};
 use crate::sniff;
+
+pub use crate::resolve::{system_lookup, Lookup};
 
 /// Bytes read before deciding whether the rest is worth reading: enough for every signature
 /// and for the headers (and EXIF) of the images we decode.
@@ -30,39 +32,6 @@ pub struct Body {
     pub complete: bool,
     pub content_length: Option<u64>,
     pub content_type: Option<String>,
-}
-
-/// Name resolution: `"host:port"` (an IPv6 literal in brackets) to the addresses to try, in
-/// order. [`system_lookup`] by default; tests give their own (`Fetcher::with_lookup`).
-pub type Lookup = Arc<dyn Fn(&str) -> io::Result<Vec<SocketAddr>> + Send + Sync>;
-
-/// The operating system's resolver (getaddrinfo: /etc/hosts, DNS, ...).
-pub fn system_lookup() -> Lookup {
-    Arc::new(|netloc: &str| netloc.to_socket_addrs().map(Iterator::collect))
-}
-
-/// Resolves a host and keeps only the addresses the policy allows; refuses when none is left.
-struct PolicyResolver {
-    lookup: Lookup,
-    allow_private: bool,
-    allow_hosts: Vec<String>,
-}
-
-impl ureq::Resolver for PolicyResolver {
-    fn resolve(&self, netloc: &str) -> io::Result<Vec<SocketAddr>> {
-        let host = netloc.rsplit_once(':').map_or(netloc, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
-        let addrs = (self.lookup)(netloc)?;
-        if self.allow_private || policy::host_listed(host, &self.allow_hosts) {
-            return Ok(addrs);
-        }
-        let (allowed, refused): (Vec<_>, Vec<_>) = addrs.into_iter().partition(|a| policy::check_addr(a.ip()).is_ok());
-        match (allowed.is_empty(), refused.first()) {
-            (true, Some(addr)) => {
-                Err(io::Error::new(io::ErrorKind::PermissionDenied, policy::check_addr(addr.ip()).unwrap_err()))
-            }
-            _ => Ok(allowed),
-        }
-    }
 }
 
 /// A reusable HTTP client bound to one set of `Options`.
@@ -82,8 +51,7 @@ impl Fetcher {
     /// A client for `opts` that resolves names with `lookup`; the policy checks its answers
     /// as it checks the system's.
     pub fn with_lookup(opts: Options, lookup: Lookup) -> Fetcher {
-        let resolver =
-            PolicyResolver { lookup, allow_private: opts.allow_private, allow_hosts: opts.allow_hosts.clone() };
+        let resolver = PolicyResolver::new(lookup, &opts);
         let agent = ureq::AgentBuilder::new()
             .resolver(resolver)
             .redirects(0)
@@ -112,6 +80,7 @@ impl Fetcher {
             if left.is_zero() {
                 return Err(Error::Timeout { phase: "the whole fetch", limit: self.opts.timeout });
             }
+            let within = Within::deadline(deadline, self.opts.timeout);
             let response = self
                 .agent
                 .request_url("GET", &url)
@@ -119,6 +88,7 @@ impl Fetcher {
                 .set("Accept-Encoding", "identity")
                 .set("Accept", "image/*, */*;q=0.5")
                 .call();
+            drop(within);
             let response = match response {
                 Ok(r) => r,
                 Err(ureq::Error::Status(status, _)) => return Err(Error::Status { status, url: url.to_string() }),
@@ -198,8 +168,9 @@ impl Fetcher {
         let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&t);
         while let Some(e) = source {
             if let Some(io) = e.downcast_ref::<io::Error>() {
-                if let Some(Error::Address { addr, why }) = io.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
-                    return Error::Address { addr: *addr, why };
+                // Ours, carried through ureq: a refused address, a lookup out of time.
+                if let Some(ours) = io.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
+                    return ours.clone();
                 }
                 if io.kind() == io::ErrorKind::TimedOut || io.kind() == io::ErrorKind::WouldBlock {
                     return match t.kind() {
@@ -241,48 +212,4 @@ impl<R: Read> Read for Checked<R> {
 fn read_up_to(reader: &mut impl Read, buf: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
     let want = limit.saturating_sub(buf.len()) as u64;
     Ok((reader.take(want).read_to_end(buf)? as u64) < want)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ureq::Resolver;
-
-    /// A resolver whose lookup answers `addrs` for every name.
-    fn answering(addrs: &[&str], allow_private: bool, allow_hosts: &[&str]) -> PolicyResolver {
-        let addrs: Vec<SocketAddr> = addrs.iter().map(|a| a.parse().unwrap()).collect();
-        PolicyResolver {
-            lookup: Arc::new(move |_| Ok(addrs.clone())),
-            allow_private,
-            allow_hosts: allow_hosts.iter().map(|h| h.to_string()).collect(),
-        }
-    }
-
-    fn resolved(r: &PolicyResolver, netloc: &str) -> Vec<String> {
-        r.resolve(netloc).unwrap().iter().map(SocketAddr::to_string).collect()
-    }
-
-    #[test]
-    fn a_name_with_public_and_private_addresses_is_handed_on_with_the_public_ones_only() {
-        let mixed = ["10.0.0.1:80", "203.0.114.7:80", "127.0.0.1:80", "[2a00:1450::1]:80", "[fd00::1]:80"];
-        let r = answering(&mixed, false, &[]);
-        // ureq connects only to what the resolver returns, in that order.
-        assert_eq!(resolved(&r, "media.example:80"), ["203.0.114.7:80", "[2a00:1450::1]:80"]);
-        // Trusted: by the name, or every private address.
-        let trusted = answering(&mixed, false, &["media.example"]);
-        assert_eq!(resolved(&trusted, "media.example:80").len(), 5);
-        assert_eq!(resolved(&trusted, "other.example:80").len(), 2, "only the listed name is trusted");
-        assert_eq!(resolved(&answering(&mixed, true, &[]), "media.example:80").len(), 5);
-    }
-
-    #[test]
-    fn a_name_with_only_refused_addresses_is_refused_naming_the_first() {
-        let r = answering(&["169.254.169.254:80", "10.0.0.1:80"], false, &[]);
-        let e = r.resolve("metadata.example:80").unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
-        assert!(e.to_string().starts_with("refused: 169.254.169.254 is link-local"), "{e}");
-        // IPv6 literals in brackets are matched against allow_hosts by their address.
-        let r = answering(&["[::1]:80"], false, &["::1"]);
-        assert_eq!(resolved(&r, "[::1]:80"), ["[::1]:80"]);
-    }
 }

@@ -4,7 +4,8 @@
 //! upright dimensions and a BlurHash. The pieces, each plain Rust testable without Lua:
 //!
 //! - [`policy`]: where a URL is refused (schemes, denied hosts, private addresses);
-//! - [`fetch`]: the HTTP GET under that policy (checked resolver, redirects, limits);
+//! - [`fetch`]: the HTTP GET under that policy (redirects, limits, framing);
+//! - [`resolve`]: name lookups, each address checked by the policy, each lookup bounded in time;
 //! - [`sniff`]: the media type from the first bytes;
 //! - [`decode`]: pixels from JPEG (scaled DCT), PNG, GIF and WebP under limits;
 //! - [`jpeg_dc`]: large JPEGs at 1/8 scale from their DC coefficients alone;
@@ -26,6 +27,7 @@ mod lua;
 pub mod options;
 pub mod policy;
 pub mod pool;
+pub mod resolve;
 pub mod sniff;
 
 use mlua::{Lua, Result as LuaResult, Table};

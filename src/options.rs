@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 /// Everything one analysis may do: where it may connect, how long, how much.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Time to establish the TCP connection (per address tried).
+    /// Time to resolve the host name and establish the TCP connection (ureq counts the lookup
+    /// in it; `resolve` stops waiting for a lookup there).
     pub connect_timeout: Duration,
     /// Time for the whole fetch (redirects, TLS, headers and body), and the time budget of the
     /// whole analysis, decoding included, counted from its start.

@@ -4,8 +4,9 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::sync::{Arc, Mutex};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use common::craft::gzip_stored;
@@ -13,8 +14,9 @@ use common::hostile::{read_request, reset, swallow, RawServer};
 use common::*;
 use media_metadata::analyze::{analyze, Metadata};
 use media_metadata::error::Error;
-use media_metadata::fetch::Fetcher;
+use media_metadata::fetch::{Fetcher, Lookup};
 use media_metadata::options::Options;
+use media_metadata::resolve::MAX_LOOKUPS;
 
 fn local() -> Options {
     Options { allow_private: true, ..Options::default() }
@@ -126,6 +128,117 @@ fn a_tls_handshake_that_stalls_times_out() {
     let (r, took) = timed(&format!("https://127.0.0.1:{}/", plain.port), local());
     assert!(matches!(&r, Err(Error::Fetch { why, .. }) if why.contains("tls") || why.contains("TLS")), "{r:?}");
     assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+/// A server that answers every request with an 8x8 PNG.
+fn small_png_server() -> RawServer {
+    let img = png(&photo(8, 8));
+    RawServer::start(move |mut s| {
+        if read_request(&mut s).is_some() {
+            let _ = s.write_all(&head(
+                "200 OK",
+                &["Content-Type: image/png", &format!("Content-Length: {}", img.len()), "Connection: close"],
+            ));
+            let _ = s.write_all(&img);
+        }
+    })
+}
+
+/// A lookup that answers `addr` for every name after `delay`: a name server that is slow, or
+/// (for long delays) one that never answers, which holds getaddrinfo for as long as
+/// resolv.conf's timeouts and attempts add up to.
+fn answering_after(delay: Duration, addr: SocketAddr) -> Lookup {
+    Arc::new(move |_| {
+        std::thread::sleep(delay);
+        Ok(vec![addr])
+    })
+}
+
+/// ureq 2 resolves synchronously: the fetch waits for the name only as long as its time
+/// allows, its deadline or its connect timeout (ureq counts the lookup in it), whichever
+/// ends first.
+#[test]
+fn a_name_server_that_never_answers_is_given_up_on_within_the_fetch_time() {
+    let server = small_png_server();
+    let url = format!("http://media.test:{}/p.png", server.port);
+    let silent = answering_after(Duration::from_secs(20), server.addr());
+    for (timeout, connect_timeout, limit) in [(1000, 5000, 1000), (20_000, 800, 800)] {
+        let opts = Options {
+            timeout: Duration::from_millis(timeout),
+            connect_timeout: Duration::from_millis(connect_timeout),
+            ..local()
+        };
+        let limit = Duration::from_millis(limit);
+        let t = Instant::now();
+        let r = analyze(&Fetcher::with_lookup(opts, silent.clone()), &url);
+        let took = t.elapsed();
+        match &r {
+            Err(e @ Error::Timeout { phase: "resolving the host name", limit: l }) => {
+                assert_eq!(*l, limit);
+                assert_eq!(e.kind(), "timeout");
+                assert_eq!(e.to_string(), format!("resolving the host name timed out (limit {}s)", l.as_secs_f64()));
+            }
+            other => panic!("limit {limit:?}: expected a timeout while resolving, got {other:?}"),
+        }
+        assert!(took >= limit && took < limit * 3 / 2, "limit {limit:?}: gave up after {took:?}");
+    }
+    assert_eq!(server.accepted(), 0, "an answer that came too late was used");
+
+    // Control: a name that answers within the time leads to the server.
+    let opts = Options { timeout: Duration::from_secs(5), ..local() };
+    let m = analyze(&Fetcher::with_lookup(opts, answering_after(Duration::from_millis(300), server.addr())), &url);
+    assert_eq!((m.unwrap().width, server.accepted()), (Some(8), 1));
+}
+
+/// Each lookup given up on goes on in a thread until getaddrinfo returns: at most
+/// `MAX_LOOKUPS` per client, so a flood of names that never resolve cannot pile up threads.
+#[test]
+fn lookups_that_hang_are_bounded_in_number() {
+    let server = small_png_server();
+    let started = Arc::new(AtomicUsize::new(0));
+    let released = Arc::new((Mutex::new(false), Condvar::new()));
+    let lookup: Lookup = {
+        let (started, released, addr) = (started.clone(), released.clone(), server.addr());
+        Arc::new(move |_| {
+            started.fetch_add(1, Ordering::SeqCst);
+            let (lock, freed) = &*released;
+            let guard = lock.lock().unwrap();
+            drop(freed.wait_timeout_while(guard, Duration::from_secs(60), |r| !*r).unwrap());
+            Ok(vec![addr])
+        })
+    };
+    let timeout = Duration::from_millis(400);
+    let fetcher = Fetcher::with_lookup(Options { timeout, ..local() }, lookup);
+    let url = |i: usize| format!("http://n{i}.test:{}/p.png", server.port);
+    std::thread::scope(|s| {
+        let (fetcher, url) = (&fetcher, &url);
+        let fetches: Vec<_> = (0..MAX_LOOKUPS).map(|i| s.spawn(move || fetcher.get(&url(i)))).collect();
+        for f in fetches {
+            let r = f.join().unwrap();
+            assert!(matches!(r, Err(Error::Timeout { phase: "resolving the host name", .. })), "{r:?}");
+        }
+    });
+    assert_eq!(started.load(Ordering::SeqCst), MAX_LOOKUPS);
+
+    // All slots are held by lookups that hang: the next name waits for one until its time is up.
+    let t = Instant::now();
+    let r = fetcher.get(&url(MAX_LOOKUPS));
+    let took = t.elapsed();
+    match &r {
+        Err(e @ Error::Resolve { host, why }) => {
+            assert_eq!(host, &format!("n{MAX_LOOKUPS}.test"));
+            assert!(why.contains(&format!("{MAX_LOOKUPS} earlier lookups are still running")), "{e}");
+        }
+        other => panic!("expected a refusal to start another lookup, got {other:?}"),
+    }
+    assert!(took >= timeout && took < timeout * 2, "{took:?}");
+    assert_eq!(started.load(Ordering::SeqCst), MAX_LOOKUPS, "a lookup was started over the bound");
+
+    // Once they return, their slots are free again.
+    *released.0.lock().unwrap() = true;
+    released.1.notify_all();
+    let body = fetcher.get(&url(0)).unwrap();
+    assert_eq!((body.complete, server.accepted()), (true, 1));
 }
 
 // ---------------------------------------------------------------------------------------
