@@ -124,17 +124,28 @@ impl Fetcher {
         // Compressed bytes would be described as what they decompress to: refuse them, in
         // every Content-Encoding header and every item of each.
         let encodings = response.all("Content-Encoding");
-        if encodings
-            .iter()
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .any(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
-        {
+        if items(&encodings).iter().any(|e| !e.eq_ignore_ascii_case("identity")) {
             let enc = encodings.iter().map(|v| v.trim()).collect::<Vec<_>>().join(", ");
             let why = format!("the server sent a {enc}-encoded body though identity was asked for");
             return Err(Error::BadResponse { url: url.to_string(), why });
         }
-        let content_length = response.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
+        // RFC 9112 6.3: with Transfer-Encoding the codings frame the body (ureq 2 then reads it
+        // chunked) and a Content-Length is not its length; the size is known once it is all read.
+        let codings = items(&response.all("Transfer-Encoding"));
+        if let Some(other) = codings.iter().find(|c| !c.eq_ignore_ascii_case("chunked")) {
+            let why = format!("the server sent a body transfer-coded with {other}; only chunked is read");
+            return Err(Error::BadResponse { url: url.to_string(), why });
+        }
+        if !codings.is_empty() && response.http_version().eq_ignore_ascii_case("HTTP/1.0") {
+            // ureq 2 does not unchunk it then, and RFC 9112 6.1 calls the framing faulty.
+            let why = "an HTTP/1.0 response with Transfer-Encoding has no framing to trust".to_owned();
+            return Err(Error::BadResponse { url: url.to_string(), why });
+        }
+        let content_length = if codings.is_empty() {
+            response.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok())
+        } else {
+            None
+        };
         let content_type = response.header("Content-Type").map(str::to_owned);
         let max = usize::try_from(self.opts.max_bytes).unwrap_or(usize::MAX);
         let expected = content_length.map_or(HEAD_LEN, |n| usize::try_from(n).unwrap_or(max).min(max));
@@ -196,6 +207,11 @@ impl Fetcher {
             _ => Error::Fetch { url: url.to_string(), why: text },
         }
     }
+}
+
+/// The items of a list-valued header, over all its lines, empty ones left out.
+fn items<'a>(lines: &[&'a str]) -> Vec<&'a str> {
+    lines.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|i| !i.is_empty()).collect()
 }
 
 /// A body reader that stops between reads once the analysis's budget is spent or cancelled.

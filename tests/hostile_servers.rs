@@ -416,6 +416,81 @@ fn a_second_content_encoding_header_is_not_overlooked() {
     assert!(matches!(&r, Err(Error::BadResponse { why, .. }) if why.contains("gzip")), "{r:?}");
 }
 
+/// `body` in chunks of `size` bytes, with the last chunk and no trailers.
+fn chunked(body: &[u8], size: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in body.chunks(size) {
+        out.extend(format!("{:x}\r\n", c.len()).into_bytes());
+        out.extend_from_slice(c);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+/// Sends `status_line` and `headers`, then `body` verbatim, and closes.
+fn raw_reply(status_line: &str, headers: &[&str], body: &[u8]) -> RawServer {
+    let mut reply = head(status_line, headers);
+    reply.extend_from_slice(body);
+    RawServer::replying(reply)
+}
+
+/// RFC 9112 6.3: Transfer-Encoding wins over Content-Length, which must be ignored. ureq 2
+/// reads such a body chunked; `bytes` is then the length of what was read, whatever the
+/// Content-Length says, and a huge one does not stop the body from being read either.
+#[test]
+fn with_transfer_encoding_chunked_the_content_length_is_ignored() {
+    let img = png(&photo(48, 32));
+    let body = chunked(&img, 1000);
+    for claimed in ["100", "999999999999", "-1", "x"] {
+        for te_first in [true, false] {
+            let (te, cl) = ("Transfer-Encoding: chunked".to_owned(), format!("Content-Length: {claimed}"));
+            let lines = if te_first { [&te, &cl] } else { [&cl, &te] };
+            let s = raw_reply("200 OK", &["Content-Type: image/png", lines[0], lines[1], "Connection: close"], &body);
+            let b = Fetcher::new(local()).get(&s.url("/te.png")).unwrap();
+            assert_eq!((b.content_length, b.complete), (None, true), "Content-Length: {claimed}");
+            assert_eq!(b.data, img, "Content-Length: {claimed}: the body was not read chunked");
+            let m = run(&s.url("/te.png"), local()).unwrap();
+            assert_eq!(m.bytes, Some(img.len() as u64), "Content-Length: {claimed}, TE first {te_first}");
+            assert_eq!((m.width, m.height), (Some(48), Some(32)));
+            assert!(m.blurhash.is_some(), "Content-Length: {claimed}: {:?}", m.note);
+        }
+    }
+    // Control: without Transfer-Encoding the same Content-Length is the body's length.
+    let s = raw_reply("200 OK", &["Content-Type: image/png", "Content-Length: 100", "Connection: close"], &img);
+    let b = Fetcher::new(local()).get(&s.url("/cl.png")).unwrap();
+    assert_eq!((b.content_length, b.data.len()), (Some(100), 100));
+}
+
+/// Chunked is the only transfer coding read; any other would be described as what it encodes.
+#[test]
+fn a_transfer_coding_other_than_chunked_or_in_http_1_0_is_refused() {
+    let img = png(&photo(16, 16));
+    for te in ["gzip, chunked", "chunked, gzip", "identity", "deflate"] {
+        let s = raw_reply(
+            "200 OK",
+            &["Content-Type: image/png", &format!("Transfer-Encoding: {te}"), "Connection: close"],
+            &chunked(&gzip_stored(&img), 1000),
+        );
+        match run(&s.url("/z.png"), local()) {
+            Err(ref e @ Error::BadResponse { ref why, .. }) => {
+                assert!(why.contains("transfer-coded with") && why.contains("only chunked"), "{te}: {why}");
+                assert_eq!(e.kind(), "bad_response");
+            }
+            other => panic!("Transfer-Encoding {te}: expected a refusal, got {other:?}"),
+        }
+    }
+    // HTTP/1.0 has no chunked coding: ureq 2 would hand over the chunk framing as the body.
+    let mut reply = b"HTTP/1.0 200 OK\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    reply.extend(chunked(&img, 1000));
+    let s = RawServer::replying(reply);
+    let r = run(&s.url("/old.png"), local());
+    assert!(matches!(&r, Err(Error::BadResponse { why, .. }) if why.contains("HTTP/1.0")), "{r:?}");
+    // Control: chunked alone, in any case, is read.
+    let s = raw_reply("200 OK", &["Content-Type: image/png", "Transfer-Encoding: Chunked"], &chunked(&img, 1000));
+    assert_eq!(run(&s.url("/c.png"), local()).unwrap().width, Some(16));
+}
+
 #[test]
 fn a_content_length_larger_than_the_body_is_an_error() {
     let img = png(&photo(32, 32));
