@@ -1,7 +1,8 @@
 //! HTTP GET under the fetch policy: every address connected to is checked by the resolver in
 //! [`crate::resolve`] (so a DNS answer cannot change between check and connect, and a lookup
-//! ends within the fetch's time), every redirect is checked again, time is bounded per connect
-//! and in total, and the body is read only as far as it is useful.
+//! ends within the fetch's time), every redirect is checked again, interim 1xx responses are
+//! skipped ([`crate::response`]), time is bounded per connect and in total, and the body is read
+//! only as far as it is useful.
 
 use std::io::{self, Read};
 use std::time::Instant;
@@ -13,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::policy;
 use crate::resolve::{PolicyResolver, Within};
+use crate::response::{self, BodyReader, Head, HeadError};
 use crate::sniff;
 
 pub use crate::resolve::{system_lookup, Lookup};
@@ -94,36 +96,42 @@ impl Fetcher {
                 Err(ureq::Error::Status(status, _)) => return Err(Error::Status { status, url: url.to_string() }),
                 Err(ureq::Error::Transport(t)) => return Err(self.transport_error(t, &url)),
             };
-            if (300..400).contains(&response.status()) {
-                let status = response.status();
+            let head = Head::of(&response);
+            let body: BodyReader = Box::new(Checked(response.into_reader()));
+            let (head, body) = if head.is_interim() {
+                response::after_interim(head, body).map_err(|e| self.head_error(e, &url))?
+            } else {
+                (head, body)
+            };
+            if (300..400).contains(&head.status) {
                 redirects += 1;
                 if redirects > self.opts.max_redirects {
                     return Err(Error::TooManyRedirects(self.opts.max_redirects));
                 }
-                let mut next =
-                    response.header("Location").and_then(|l| url.join(l).ok()).ok_or(Error::BadRedirect { status })?;
+                let location = head.first("Location").and_then(|l| url.join(l).ok());
+                let mut next = location.ok_or(Error::BadRedirect { status: head.status })?;
                 policy::check_parsed(&mut next, &self.opts)?;
                 url = next;
                 continue;
             }
-            return self.read_body(response, &url);
+            // ureq returns these as errors itself, but not when they follow an interim response.
+            if head.status >= 400 {
+                return Err(Error::Status { status: head.status, url: url.to_string() });
+            }
+            return self.read_body(&head, body, &url);
         }
     }
 
-    fn read_body(&self, response: ureq::Response, url: &Url) -> Result<Body> {
+    fn read_body(&self, head: &Head, mut reader: BodyReader, url: &Url) -> Result<Body> {
         // ureq 2 takes up to 100 header lines of 100 kB each; we want far less.
-        let header_bytes: usize = response
-            .headers_names()
-            .iter()
-            .map(|n| response.all(n).iter().map(|v| n.len() + v.len() + 4).sum::<usize>())
-            .sum();
+        let header_bytes = head.size();
         if header_bytes > MAX_HEADER_BYTES {
             let why = format!("response headers of {header_bytes} bytes exceed {MAX_HEADER_BYTES}");
             return Err(Error::TooLarge { url: url.to_string(), why });
         }
         // Compressed bytes would be described as what they decompress to: refuse them, in
         // every Content-Encoding header and every item of each.
-        let encodings = response.all("Content-Encoding");
+        let encodings = head.all("Content-Encoding");
         if items(&encodings).iter().any(|e| !e.eq_ignore_ascii_case("identity")) {
             let enc = encodings.iter().map(|v| v.trim()).collect::<Vec<_>>().join(", ");
             let why = format!("the server sent a {enc}-encoded body though identity was asked for");
@@ -131,27 +139,26 @@ impl Fetcher {
         }
         // RFC 9112 6.3: with Transfer-Encoding the codings frame the body (ureq 2 then reads it
         // chunked) and a Content-Length is not its length; the size is known once it is all read.
-        let codings = items(&response.all("Transfer-Encoding"));
+        let codings = items(&head.all("Transfer-Encoding"));
         if let Some(other) = codings.iter().find(|c| !c.eq_ignore_ascii_case("chunked")) {
             let why = format!("the server sent a body transfer-coded with {other}; only chunked is read");
             return Err(Error::BadResponse { url: url.to_string(), why });
         }
-        if !codings.is_empty() && response.http_version().eq_ignore_ascii_case("HTTP/1.0") {
+        if !codings.is_empty() && head.version.eq_ignore_ascii_case("HTTP/1.0") {
             // ureq 2 does not unchunk it then, and RFC 9112 6.1 calls the framing faulty.
             let why = "an HTTP/1.0 response with Transfer-Encoding has no framing to trust".to_owned();
             return Err(Error::BadResponse { url: url.to_string(), why });
         }
         let content_length = if codings.is_empty() {
-            response.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok())
+            head.first("Content-Length").and_then(|v| v.trim().parse::<u64>().ok())
         } else {
             None
         };
-        let content_type = response.header("Content-Type").map(str::to_owned);
+        let content_type = head.first("Content-Type").map(str::to_owned);
         let max = usize::try_from(self.opts.max_bytes).unwrap_or(usize::MAX);
         let expected = content_length.map_or(HEAD_LEN, |n| usize::try_from(n).unwrap_or(max).min(max));
         let mut body =
             Body { data: Vec::with_capacity(expected.min(max) + 1), content_length, content_type, complete: false };
-        let mut reader = Checked(response.into_reader());
         let read_err = |e: io::Error| match (background::from_io(&e), e.kind()) {
             (Some(stopped), _) => stopped,
             (None, io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
@@ -173,6 +180,21 @@ impl Fetcher {
             body.complete = false;
         }
         Ok(body)
+    }
+
+    fn head_error(&self, e: HeadError, url: &Url) -> Error {
+        let url = url.to_string();
+        match e {
+            HeadError::Io(e) => match (background::from_io(&e), e.kind()) {
+                (Some(stopped), _) => stopped,
+                (None, io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+                    Error::Timeout { phase: "waiting for the response", limit: self.opts.timeout }
+                }
+                (None, _) => Error::Fetch { url, why: format!("reading the response after an interim one: {e}") },
+            },
+            HeadError::Malformed(why) => Error::BadResponse { url, why },
+            HeadError::TooLarge(why) => Error::TooLarge { url, why },
+        }
     }
 
     fn transport_error(&self, t: ureq::Transport, url: &Url) -> Error {

@@ -6,8 +6,10 @@
 //! - [`policy`]: where a URL is refused (schemes, denied hosts, private addresses);
 //! - [`fetch`]: the HTTP GET under that policy (redirects, limits, framing);
 //! - [`resolve`]: name lookups, each address checked by the policy, each lookup bounded in time;
+//! - [`response`]: response heads and body framing, and the final response after interim ones;
 //! - [`sniff`]: the media type from the first bytes;
 //! - [`decode`]: pixels from JPEG (scaled DCT), PNG, GIF and WebP under limits;
+//! - [`jpeg_markers`]: a JPEG's frame and scan count, and the kinds refused before decoding;
 //! - [`jpeg_dc`]: large JPEGs at 1/8 scale from their DC coefficients alone;
 //! - [`blurhash`]: the linear-light shrink and the encoder;
 //! - [`analyze`]: the steps above in order, for one URL;
@@ -23,11 +25,13 @@ pub mod decode;
 pub mod error;
 pub mod fetch;
 pub mod jpeg_dc;
+pub mod jpeg_markers;
 mod lua;
 pub mod options;
 pub mod policy;
 pub mod pool;
 pub mod resolve;
+pub mod response;
 pub mod sniff;
 
 use mlua::{Lua, Result as LuaResult, Table};

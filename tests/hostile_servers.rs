@@ -591,6 +591,163 @@ fn a_reset_mid_body_is_a_clear_error() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Interim responses
+
+const CONTINUE: &str = "HTTP/1.1 100 Continue\r\n\r\n";
+const EARLY_HINTS: &str = "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\n";
+
+/// `interim` heads, then a final `status` with `headers` and `body`, then close.
+fn after_interim(interim: &[&str], status: &str, headers: &[&str], body: &[u8]) -> RawServer {
+    let mut reply = interim.concat().into_bytes();
+    reply.extend(head(status, headers));
+    reply.extend_from_slice(body);
+    RawServer::replying(reply)
+}
+
+/// ureq 2 takes the first head for the final one: a 100 or 103 used to come back as the
+/// answer, the real response as its body, and no metadata. They are skipped, however many.
+#[test]
+fn interim_responses_are_skipped_and_the_final_one_is_read() {
+    let img = png(&photo(40, 30));
+    let len = format!("Content-Length: {}", img.len());
+    let servers = [
+        ("100 then length", after_interim(&[CONTINUE], "200 OK", &["Content-Type: image/png", &len], &img)),
+        (
+            "100, 103, 102, 103 then chunked",
+            after_interim(
+                &[CONTINUE, EARLY_HINTS, "HTTP/1.1 102 Processing\r\n\r\n", EARLY_HINTS],
+                "200 OK",
+                &["Content-Type: image/png", "Transfer-Encoding: chunked", "Content-Length: 7"],
+                &chunked(&img, 333),
+            ),
+        ),
+        ("103 then up to the close", after_interim(&[EARLY_HINTS], "200 OK", &["Content-Type: image/png"], &img)),
+        (
+            "bare LF heads",
+            after_interim(&["HTTP/1.1 103 Early Hints\nLink: </a>\n\n"], "200 OK", &["Content-Type: image/png"], &img),
+        ),
+    ];
+    for (case, server) in &servers {
+        let b = Fetcher::new(local()).get(&server.url("/p.png")).unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert!(b.complete && b.data == img, "{case}: the body is not the final response's");
+        assert_eq!(b.content_type.as_deref(), Some("image/png"), "{case}");
+        let m = run(&server.url("/p.png"), local()).unwrap();
+        assert_eq!((m.bytes, m.width, m.height), (Some(img.len() as u64), Some(40), Some(30)), "{case}");
+        assert!(m.blurhash.is_some(), "{case}");
+    }
+    // A Content-Length shorter than the body is where it ends, as without an interim response.
+    let s = after_interim(&[EARLY_HINTS], "200 OK", &["Content-Type: image/png", "Content-Length: 100"], &img);
+    let b = Fetcher::new(local()).get(&s.url("/p.png")).unwrap();
+    assert_eq!((b.data.len(), b.complete, b.content_length), (100, true, Some(100)));
+
+    // The final response's status counts: an error, or a redirect (followed and checked).
+    let s = after_interim(&[EARLY_HINTS], "404 Not Found", &["Content-Length: 0"], b"");
+    let r = run(&s.url("/gone.png"), local());
+    assert!(matches!(r, Err(Error::Status { status: 404, .. })), "{r:?}");
+    let target = after_interim(&[], "200 OK", &["Content-Type: image/png", &len], &img);
+    let location = format!("Location: {}", target.url("/p.png"));
+    let s = after_interim(&[CONTINUE], "302 Found", &[&location, "Content-Length: 0"], b"");
+    assert_eq!(run(&s.url("/moved"), local()).unwrap().width, Some(40));
+    let s = after_interim(&[CONTINUE], "302 Found", &["Location: http://10.0.0.1/p.png"], b"");
+    let r = run(&s.url("/moved"), Options { allow_hosts: vec!["127.0.0.1".into()], ..Options::default() });
+    assert!(matches!(r, Err(Error::Address { .. })), "a redirect after an interim response went unchecked: {r:?}");
+}
+
+/// Interim responses have no end here, or no place: each is refused quickly, by name.
+#[test]
+fn interim_responses_without_end_or_with_a_body_are_refused() {
+    let img = png(&photo(8, 8));
+    let endless = RawServer::start(|mut s| {
+        if read_request(&mut s).is_some() {
+            while s.write_all(CONTINUE.repeat(64).as_bytes()).is_ok() {}
+        }
+    });
+    let (r, took) = timed(&endless.url("/p.png"), local());
+    assert!(
+        matches!(&r, Err(e @ Error::TooLarge { why, .. }) if why.contains("heads exceed")
+        && e.kind() == "too_large"),
+        "{r:?}"
+    );
+    assert!(took < Duration::from_secs(2), "{took:?}");
+
+    let cases: [(&str, &[&str], &str); 6] = [
+        ("101 Switching Protocols", &["HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n"], "101"),
+        ("a 103 with Content-Length", &["HTTP/1.1 103 Early Hints\r\nContent-Length: 0\r\n\r\n"], "Content-Length"),
+        (
+            "a 100 with Transfer-Encoding",
+            &["HTTP/1.1 100 Continue\r\nTransfer-Encoding: chunked\r\n\r\n"],
+            "Transfer-Encoding",
+        ),
+        ("no status line", &[EARLY_HINTS, "ICY 200 OK\r\n"], "not a status line"),
+        ("a header without a name", &[EARLY_HINTS, "HTTP/1.1 200 OK\r\n: x\r\n"], "not a header line"),
+        ("a space before the colon", &[EARLY_HINTS, "HTTP/1.1 200 OK\r\nContent-Length : 5\r\n"], "not a header line"),
+    ];
+    for (case, heads, named) in cases {
+        let s = after_interim(heads, "200 OK", &["Content-Type: image/png"], &img);
+        let r = run(&s.url("/p.png"), local());
+        match &r {
+            Err(e @ Error::BadResponse { why, .. }) => {
+                assert!(why.to_lowercase().contains(&named.to_lowercase()), "{case}: {why}");
+                assert_eq!(e.kind(), "bad_response");
+            }
+            other => panic!("{case}: expected a refusal, got {other:?}"),
+        }
+    }
+    // Two lengths that disagree cannot both frame the body.
+    let s = after_interim(&[CONTINUE], "200 OK", &["Content-Length: 5", "Content-Length: 50"], &img);
+    let r = run(&s.url("/p.png"), local());
+    assert!(matches!(&r, Err(Error::BadResponse { why, .. }) if why.contains("Content-Length")), "{r:?}");
+
+    // A server that stops after the interim response: the deadline, naming the wait.
+    let stalls = RawServer::start(|mut s| {
+        if read_request(&mut s).is_some() {
+            let _ = s.write_all(EARLY_HINTS.as_bytes());
+            std::thread::sleep(Duration::from_secs(30));
+        }
+    });
+    let (r, took) = timed(&stalls.url("/p.png"), Options { timeout: Duration::from_millis(1000), ..local() });
+    assert!(matches!(r, Err(Error::Timeout { phase: "waiting for the response", .. })), "{r:?}");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    // One that closes there.
+    let closes = RawServer::replying(EARLY_HINTS.as_bytes().to_vec());
+    let r = run(&closes.url("/p.png"), local());
+    assert!(matches!(&r, Err(Error::Fetch { why, .. }) if why.contains("closed")), "{r:?}");
+}
+
+/// Chunk framing after an interim response is ours to read: every way it can break is an
+/// error reading the body, never a wrong image.
+#[test]
+fn broken_chunks_after_an_interim_response_are_errors() {
+    let img = png(&photo(8, 8));
+    let mut no_crlf = format!("{:x}\r\n", img.len()).into_bytes();
+    no_crlf.extend_from_slice(&img);
+    no_crlf.extend_from_slice(b"XX0\r\n\r\n");
+    let cut = chunked(&img, 1000)[..img.len() / 2].to_vec();
+    let cases: [(&str, Vec<u8>, &str); 5] = [
+        ("no size", [b"\r\n".as_slice(), &img].concat(), "no size"),
+        ("a size that is not hex", [b"+5\r\n".as_slice(), &img].concat(), "no size"),
+        ("a size over 64 bits", [b"10000000000000000\r\n".as_slice(), &img].concat(), "no size"),
+        ("no CRLF after the data", no_crlf, "no CRLF after its data"),
+        ("closed inside a chunk", cut, "closed inside a chunk"),
+    ];
+    for (case, body, named) in cases {
+        let s = after_interim(&[CONTINUE], "200 OK", &["Content-Type: image/png", "Transfer-Encoding: chunked"], &body);
+        match run(&s.url("/p.png"), local()) {
+            Err(Error::Fetch { why, .. }) => {
+                assert!(why.contains("reading the body") && why.contains(named), "{case}: {why}")
+            }
+            other => panic!("{case}: expected an error reading the body, got {other:?}"),
+        }
+    }
+    // Control: extensions and trailers are allowed, and read past.
+    let mut body = format!("{:x};name=value\r\n", img.len()).into_bytes();
+    body.extend_from_slice(&img);
+    body.extend_from_slice(b"\r\n0\r\nX-Trailer: 1\r\n\r\n");
+    let s = after_interim(&[CONTINUE], "200 OK", &["Content-Type: image/png", "Transfer-Encoding: chunked"], &body);
+    assert_eq!(run(&s.url("/p.png"), local()).unwrap().width, Some(8));
+}
+
+// ---------------------------------------------------------------------------------------
 // TLS
 
 /// An HTTPS server (rustls) with `cert`, answering every request with a small PNG.
