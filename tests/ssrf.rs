@@ -166,6 +166,8 @@ fn ipv6_literals_of_refused_ranges_never_connect() {
         ("[::127.0.0.1]", "::7f00:1", "IPv4-compatible"),
         ("[::ffff:169.254.169.254]", "::ffff:169.254.169.254", "IPv4-mapped"),
         ("[::ffff:10.0.0.1]", "::ffff:10.0.0.1", "IPv4-mapped"),
+        ("[::ffff:0:7f00:1]", "::ffff:0:7f00:1", "IPv4-translated (SIIT"),
+        ("[::ffff:0:a9fe:a9fe]", "::ffff:0:a9fe:a9fe", "IPv4-translated (SIIT"),
         ("[fe80::1]", "fe80::1", "link-local"),
         ("[febf::1]", "febf::1", "link-local"),
         ("[fd00::1]", "fd00::1", "unique local"),
