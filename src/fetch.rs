@@ -159,11 +159,13 @@ impl Fetcher {
         let expected = content_length.map_or(HEAD_LEN, |n| usize::try_from(n).unwrap_or(max).min(max));
         let mut body =
             Body { data: Vec::with_capacity(expected.min(max) + 1), content_length, content_type, complete: false };
+        // The analysis's budget and the fetch's deadline are the same `timeout` from nearly the
+        // same start: whichever notices first, a body still arriving then timed out reading it.
         let read_err = |e: io::Error| match (background::from_io(&e), e.kind()) {
-            (Some(stopped), _) => stopped,
-            (None, io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+            (Some(Error::OverBudget { .. }), _) | (None, io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
                 Error::Timeout { phase: "reading the body", limit: self.opts.timeout }
             }
+            (Some(stopped), _) => stopped,
             (None, _) => Error::Fetch { url: url.to_string(), why: format!("reading the body: {e}") },
         };
         // The head first: enough to tell the type and read an image header. One byte past each
