@@ -4,6 +4,11 @@
 //! pixels: at 1/8 (photos of about 1 MP and more) from the DC coefficients alone by
 //! [`jpeg_dc`], else (or if that reader declines the file) by jpeg-decoder's scaled IDCT. PNG, GIF
 //! (first frame) and WebP go through the image crate with its allocation limit.
+//!
+//! Before any decoder allocates, what the file's headers will make it allocate (coefficients,
+//! copied metadata) is worked out and checked against [`decoder_memory`] (`over_memory`);
+//! what no chat client sends ([`jpeg_markers`]) is measured, not decoded. Either way the
+//! header is reported, with a note.
 
 use std::io::Cursor;
 
@@ -13,6 +18,7 @@ use crate::background::{self, Yielding};
 use crate::blurhash::{self, Layout, Shrinker, Shrunk, SHRINK_TO};
 use crate::error::{Error, Result};
 use crate::jpeg_dc;
+use crate::jpeg_markers;
 use crate::options::Options;
 
 /// What an image's header says: its stored size and its EXIF orientation (1 to 8).
@@ -80,6 +86,20 @@ fn over_limit(header: Header, hash: bool, opts: &Options) -> Option<Decoded> {
     Some(Decoded { header, blurhash: None, note })
 }
 
+/// Stops before decoding when the decoder would allocate more than the limit: `need` bytes,
+/// worked out from the file's headers by its format's rule, for `what`.
+fn over_memory(header: Header, need: u64, what: &str, opts: &Options) -> Option<Decoded> {
+    let room = decoder_memory(opts).saturating_sub(FIXED_OVERHEAD);
+    (need > room).then(|| {
+        let (need, room) = (need.div_ceil(1 << 20), room >> 20);
+        let note = format!(
+            "{what} of {}x{} need {need} MiB, over the decoder limit ({room} MiB): no blurhash",
+            header.width, header.height
+        );
+        Decoded { header, blurhash: None, note: Some(note) }
+    })
+}
+
 fn finish(header: Header, pixels: &[u8], width: u32, height: u32, layout: Layout, opts: &Options) -> DecodeResult {
     hash(header, blurhash::shrink(pixels, width, height, layout, header.orientation)?, opts)
 }
@@ -98,6 +118,14 @@ fn hash(header: Header, shrunk: Shrunk, opts: &Options) -> DecodeResult {
 const JPEG_LONG_SIDE: u32 = 4 * SHRINK_TO;
 
 fn jpeg(bytes: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
+    let markers = jpeg_markers::read(bytes)?;
+    if let (Some(why), Some(f)) = (markers.refusal(), markers.frame) {
+        let orientation = markers.exif.and_then(Orientation::from_exif_chunk).map_or(1, Orientation::to_exif);
+        let header = Header { width: f.width as u32, height: f.height as u32, orientation };
+        // A picture over max_pixels says so first: that alone would stop it.
+        let over = over_limit(header, want_hash, opts).filter(|d| d.note.is_some());
+        return Ok(over.unwrap_or(Decoded { header, blurhash: None, note: Some(why) }));
+    }
     let mut decoder = jpeg_decoder::Decoder::new(Yielding::new(bytes));
     decoder.set_max_decoding_buffer_size(usize::try_from(pixel_memory(opts)).unwrap_or(usize::MAX));
     decoder.read_info()?;
@@ -105,6 +133,10 @@ fn jpeg(bytes: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
     let orientation = decoder.exif_data().and_then(Orientation::from_exif_chunk).map_or(1, Orientation::to_exif);
     let header = Header { width: info.width as u32, height: info.height as u32, orientation };
     if let Some(done) = over_limit(header, want_hash, opts) {
+        return Ok(done);
+    }
+    // jpeg-decoder copies every ICC profile chunk it meets, as many as the file holds.
+    if let Some(done) = over_memory(header, markers.icc_bytes, "JPEG ICC profile chunks", opts) {
         return Ok(done);
     }
     // The smallest DCT scale that leaves at least JPEG_LONG_SIDE pixels on the long side.
@@ -125,15 +157,9 @@ fn jpeg(bytes: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
     // the scale), and its own buffer limit counts only the output: check that here.
     if info.coding_process == jpeg_decoder::CodingProcess::DctProgressive {
         let blocks = (header.width as u64).div_ceil(8) * (header.height as u64).div_ceil(8);
-        let need = blocks * 64 * 2 * info.pixel_format.pixel_bytes() as u64;
-        if need > decoder_memory(opts) {
-            let note = format!(
-                "progressive JPEG of {}x{} needs {} MiB of coefficients, over the decoder limit: no blurhash",
-                header.width,
-                header.height,
-                need >> 20
-            );
-            return Ok(Decoded { header, blurhash: None, note: Some(note) });
+        let need = blocks * 64 * 2 * info.pixel_format.pixel_bytes() as u64 + markers.icc_bytes;
+        if let Some(done) = over_memory(header, need, "progressive JPEG coefficients", opts) {
+            return Ok(done);
         }
     }
     let (w, h) = decoder.scale(need_w, need_h)?;
@@ -208,10 +234,18 @@ fn pixel_memory(opts: &Options) -> u64 {
     opts.max_pixels.saturating_mul(8)
 }
 
-/// Room for the decoders' own tables, the body's head and the shrink beside the pixels.
+/// Room for the decoders' own tables, the body's head and the shrink beside the pixels, and
+/// for what the file makes them allocate beyond its pixels (prefix codes, copied metadata).
 const DECODE_OVERHEAD: u64 = 16 * 1024 * 1024;
 
-/// The memory one decode may take in all: `max_pixels * 8 + 16 MiB`.
+/// What of `DECODE_OVERHEAD` no header can steer: the decoders' look-up tables, the shrink,
+/// row buffers of at most 65,535 pixels. The rest is for the costs that `over_memory` checks.
+const FIXED_OVERHEAD: u64 = 4 * 1024 * 1024;
+
+/// The memory one decode may take in all, whatever the file says: `max_pixels * 8 + 16 MiB`
+/// (the body it decodes from is the caller's). What a file can make a decoder allocate is
+/// worked out from its headers and checked against this before the decoder runs; a file over
+/// it is measured, not decoded (tests/memory.rs holds each decoder to it).
 pub fn decoder_memory(opts: &Options) -> u64 {
     pixel_memory(opts).saturating_add(DECODE_OVERHEAD)
 }

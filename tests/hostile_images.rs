@@ -735,3 +735,78 @@ fn a_webp_exif_chunk_of_any_declared_size_never_panics() {
     }
     assert!(panics.is_empty(), "{}", panics.join("\n"));
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 18: files that cost far more to decode than they weigh (their memory: memory.rs)
+
+/// JPEG in a coding process no chat client sends: measured from its frame header (EXIF
+/// orientation applied), never handed to jpeg-decoder, which took 13.6 s and 1.1 GiB for ten
+/// empty lossless scans and refuses arithmetic and hierarchical files outright.
+#[test]
+fn jpeg_that_no_chat_client_sends_is_measured_not_decoded() {
+    let plain = flat_jpeg(48, 32, 3, [200, 10, 10, 0], false);
+    let sof = plain.windows(2).position(|m| m == [0xff, 0xc0]).unwrap();
+    let with_marker = |marker: u8| {
+        let mut b = with_exif_orientation(&plain, 6);
+        let at = sof + 1 + b.len() - plain.len(); // the APP1 segment went in before it
+        b[at] = marker;
+        b
+    };
+    for (marker, what) in [(0xc3, "lossless"), (0xc5, "hierarchical"), (0xc9, "arithmetic-coded"), (0xca, "arithmetic")]
+    {
+        let d = decode_image(&with_marker(marker), &Options::default()).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!((d.header.upright(), d.blurhash.as_deref()), ((32, 48), None), "{what}: orientation 6 applied");
+        assert!(d.note.as_deref().unwrap_or_default().starts_with(what), "{what}: {:?}", d.note);
+    }
+    // The same from a server: type and dimensions known, no blurhash.
+    let s =
+        Server::start(vec![("/lossless.jpg", Reply::Ok("image/jpeg", jpeg_lossless_empty_scans(7000, 7000, 3, 10)))]);
+    let m = analyze(&Fetcher::new(local()), &s.url("/lossless.jpg")).unwrap();
+    assert_eq!((m.mime.as_deref(), m.width, m.height, m.blurhash), (Some("image/jpeg"), Some(7000), Some(7000), None));
+    assert!(m.note.unwrap().contains("lossless"));
+}
+
+/// `jpeg` with `n` more AC scans, holding no data, before its end.
+fn with_empty_ac_scans(jpeg: &[u8], n: usize) -> Vec<u8> {
+    let mut out = jpeg[..jpeg.len() - 2].to_vec();
+    for _ in 0..n {
+        out.extend_from_slice(&[0xff, 0xda, 0, 8, 1, 1, 0x00, 1, 63, 0]);
+    }
+    out.extend_from_slice(&[0xff, 0xd9]);
+    out
+}
+
+/// Scans past what any encoder writes, or work past what any encoder's scans take: a
+/// sequential frame has one scan per component (T.81); a progressive one at most
+/// `MAX_PROGRESSIVE_SCANS`, and at most `MAX_PASSES` passes over the picture; and scans hold
+/// at least the data their blocks need (empty ones are damage). At each limit the file still
+/// decodes.
+#[test]
+fn jpeg_with_more_scans_or_work_than_any_encoder_writes_is_measured_not_decoded() {
+    use media_metadata::jpeg_markers::MAX_PASSES;
+    let opts = Options::default();
+    let refused = |bytes: &[u8], says: &str| {
+        let d = decode_image(bytes, &opts).unwrap();
+        assert_eq!((d.header.width, d.blurhash.as_deref()), (64, None), "{says}");
+        assert!(d.note.as_deref().unwrap_or_default().contains(says), "{:?} should say {says}", d.note);
+    };
+    // Grey, progressive: a DC scan and an AC scan, each a whole pass.
+    let grey = flat_jpeg(64, 48, 1, [90, 0, 0, 0], true);
+    let most = MAX_PASSES as usize - 2;
+    assert!(decode_image(&with_empty_ac_scans(&grey, most), &opts).unwrap().blurhash.is_some());
+    refused(&with_empty_ac_scans(&grey, most + 1), "33 passes");
+    // Four components at a quarter of a pass a scan: the count binds first.
+    let cmyk = flat_jpeg(64, 48, 4, [0, 0, 0, 255], true);
+    let most = media_metadata::jpeg_markers::MAX_PROGRESSIVE_SCANS - 5; // it has 5 of its own
+    assert!(decode_image(&with_empty_ac_scans(&cmyk, most), &opts).unwrap().blurhash.is_some());
+    refused(&with_empty_ac_scans(&cmyk, most + 1), "101 scans in a progressive frame");
+    // Sequential: one scan per component.
+    refused(&with_empty_ac_scans(&flat_jpeg(64, 48, 1, [90, 0, 0, 0], false), 1), "2 scans in a sequential frame");
+    // Scans that hold nothing: no encoder writes them; a decoder would fill the picture in.
+    refused(&jpeg_empty_scans(64, 48, false, 1), "damaged");
+    refused(&jpeg_empty_scans(64, 48, true, 2), "damaged");
+    // A real encoder's progressive file (Pillow's libjpeg: 10 scans) is decoded as before.
+    let pillow = corpus().into_iter().find(|(n, _)| n == "jpeg-progressive.jpg").unwrap().1;
+    assert!(decode_image(&pillow, &opts).unwrap().blurhash.is_some());
+}
+

@@ -662,3 +662,264 @@ pub fn jpeg_dht_flood(jpeg: &[u8], count: usize) -> Vec<u8> {
     }
     jpeg_insert_after_soi(jpeg, &flood)
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 18: files that cost far more to decode than they weigh
+
+/// A lossless (SOF3) JPEG of `w` x `h` with `components`, one DC table, and `scans` scans
+/// with no entropy-coded data at all. jpeg-decoder decodes the whole frame again at full
+/// size, 2 bytes a sample, for each one (7000 x 7000 x 3 with 10 scans: 185 bytes).
+pub fn jpeg_lossless_empty_scans(w: u16, h: u16, components: u8, scans: usize) -> Vec<u8> {
+    let mut out = vec![0xff, 0xd8];
+    let mut dht = vec![0x00, 1];
+    dht.extend_from_slice(&[0; 15]);
+    dht.push(0); // one code, category 0
+    out.extend(segment(0xc4, &dht));
+    let mut sof = vec![8];
+    sof.extend_from_slice(&h.to_be_bytes());
+    sof.extend_from_slice(&w.to_be_bytes());
+    sof.push(components);
+    for c in 1..=components {
+        sof.extend_from_slice(&[c, 0x11, 0]);
+    }
+    out.extend(segment(0xc3, &sof));
+    let mut sos = vec![components];
+    for c in 1..=components {
+        sos.extend_from_slice(&[c, 0x00]);
+    }
+    sos.extend_from_slice(&[1, 0, 0]); // predictor 1, point transform 0
+    for _ in 0..scans {
+        out.extend(segment(0xda, &sos));
+    }
+    out.extend_from_slice(&[0xff, 0xd9]);
+    out
+}
+
+/// A grey JPEG of `w` x `h` (baseline, or progressive) whose frame is followed by `scans`
+/// scans with no data: each a pass over the whole picture for a decoder that zero-fills
+/// (progressive: one DC scan, then AC scans). 7000 x 7000 with 1,000 scans: 10 KB.
+pub fn jpeg_empty_scans(w: u16, h: u16, progressive: bool, scans: usize) -> Vec<u8> {
+    let mut spec = JpegSpec::new(8, 8, 1);
+    spec.progressive = progressive;
+    let small = dc_jpeg(&spec, |_, _, _| 128);
+    let sos = small.windows(2).position(|m| m == [0xff, 0xda]).expect("no SOS");
+    let mut out = small[..sos].to_vec();
+    let sof = out.windows(2).position(|m| m == [0xff, 0xc0] || m == [0xff, 0xc2]).expect("no SOF");
+    out[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
+    out[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
+    for i in 0..scans {
+        let (ss, se) = match (progressive, i) {
+            (false, _) => (0, 63),
+            (true, 0) => (0, 0),
+            (true, _) => (1, 63),
+        };
+        out.extend(segment(0xda, &[1, 1, 0x00, ss, se, 0]));
+    }
+    out.extend_from_slice(&[0xff, 0xd9]);
+    out
+}
+
+/// The LZW data (as `gif_lzw` writes it) of `n` zero indices, made without the dictionary:
+/// the runs of zeros the coder emits grow by one each code, so 100 M zeros take 70 KB.
+pub fn gif_lzw_zeros(min_code_size: u8, n: u64) -> Vec<u8> {
+    let clear = 1u32 << min_code_size;
+    let end = clear + 1;
+    let first_size = min_code_size as u32 + 1;
+    let (mut size, mut next) = (first_size, end + 1);
+    let mut w = LsbBits::default();
+    w.put(clear, size);
+    // The dictionary holds the runs of 2..=longest zeros, run k as code end + k - 1.
+    let code = |run: u64| if run == 1 { 0 } else { end + run as u32 - 1 };
+    let (mut longest, mut run, mut left) = (1u64, 1u64, n.saturating_sub(1));
+    while n > 0 && left > 0 {
+        let take = (longest - run).min(left);
+        run += take;
+        left -= take;
+        if left == 0 {
+            break;
+        }
+        // The next zero has no child: emit the run, and add it plus one (or start again).
+        w.put(code(run), size);
+        if next < 4096 {
+            next += 1;
+            longest += 1;
+            if next > (1 << size) && size < 12 {
+                size += 1;
+            }
+        } else {
+            w.put(clear, size);
+            (size, next, longest) = (first_size, end + 1, 1);
+        }
+        run = 1;
+        left -= 1;
+    }
+    if n > 0 {
+        w.put(code(run), size);
+    }
+    w.put(end, size);
+    let data = w.finish();
+    let mut out = vec![min_code_size];
+    for block in data.chunks(255) {
+        out.push(block.len() as u8);
+        out.extend_from_slice(block);
+    }
+    out.push(0);
+    out
+}
+
+/// A VP8L normal prefix code for symbols 0 to 10 with code lengths 1, 2, ..., 9, 10, 10:
+/// 93 bits that make image-webp build a 1024-entry (4 KiB) look-up table. Symbol 0 is "0".
+fn vp8l_ten_bit_code(b: &mut LsbBits) {
+    b.put(0, 1); // normal code
+    b.put(14 - 4, 4); // 14 code length code lengths, in the order 17 18 0 1 2 3 4 5 16 6 7 8 9 10
+    for len in [0, 0, 0, 3, 3, 3, 3, 3, 0, 3, 4, 4, 4, 4] {
+        b.put(len, 3);
+    }
+    // Code lengths 1..6 take 3 bits (000 to 101), 7..10 take 4 (1100 to 1111).
+    let length_code = |l: u32| if l <= 6 { (l - 1, 3) } else { (0b1100 + l - 7, 4) };
+    b.put(1, 1); // max_symbol follows
+    b.put(1, 3); // in 2 + 2 * 1 = 4 bits
+    b.put(11 - 2, 4); // 11 code lengths
+    for l in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 10] {
+        let (code, len) = length_code(l);
+        b.code(code, len);
+    }
+}
+
+/// A lossless WebP bitstream of `w` x `h` whose entropy image names prefix-code group
+/// `group` for every pixel, followed by `groups` groups of five 10-bit codes each (all
+/// `group + 1` for a complete file) and the pixels (symbol 0, black transparent).
+/// image-webp 0.2.4 builds every group it is told exists: 1 x 1, group 0xFFFF and 65,536
+/// groups is 3.8 MB of file and 65,536 x 5 look-up tables (1.3 GiB).
+pub fn vp8l_huffman_groups(w: u32, h: u32, group: u16, groups: usize) -> Vec<u8> {
+    let mut b = LsbBits::default();
+    b.put(0x2f, 8);
+    b.put(w - 1, 14);
+    b.put(h - 1, 14);
+    b.put(0, 1); // no alpha
+    b.put(0, 3); // version
+    b.put(0, 1); // no transform
+    b.put(0, 1); // no colour cache
+    b.put(1, 1); // meta prefix codes
+    b.put(0, 3); // entropy image at 1/4 (2 + 0 bits)
+                 // The entropy image: no colour cache, five single-symbol codes (0 bits a pixel) giving
+                 // red = group >> 8 and green = group & 0xFF, the group index.
+    b.put(0, 1);
+    for symbol in [group & 0xff, group >> 8, 0, 0, 0] {
+        b.put(1, 1); // simple code
+        b.put(0, 1); // one symbol
+        b.put(1, 1); // of 8 bits
+        b.put(symbol as u32, 8);
+    }
+    for _ in 0..groups * 5 {
+        vp8l_ten_bit_code(&mut b);
+    }
+    if groups > group as usize {
+        for _ in 0..w as u64 * h as u64 * 4 {
+            b.put(0, 1); // green, red, blue, alpha: symbol 0
+        }
+    }
+    b.finish()
+}
+
+/// An animated WebP (VP8X, ANIM, one ANMF per frame) on a `w` x `h` canvas; each frame is
+/// (x, y, width, height, VP8L bitstream) with even offsets.
+pub fn webp_animated(w: u32, h: u32, frames: &[(u32, u32, u32, u32, Vec<u8>)]) -> Vec<u8> {
+    let mut chunks: Vec<(&[u8; 4], Vec<u8>)> = vec![(b"VP8X", vp8x(w, h, 0x02 | 0x10)), (b"ANIM", vec![0; 6])];
+    for (x, y, fw, fh, vp8l) in frames {
+        let mut anmf = Vec::new();
+        for v in [x / 2, y / 2, fw - 1, fh - 1, 100] {
+            anmf.extend_from_slice(&v.to_le_bytes()[..3]);
+        }
+        anmf.push(0); // blend, no dispose
+        anmf.extend_from_slice(b"VP8L");
+        anmf.extend_from_slice(&(vp8l.len() as u32).to_le_bytes());
+        anmf.extend_from_slice(vp8l);
+        if vp8l.len() % 2 == 1 {
+            anmf.push(0);
+        }
+        chunks.push((b"ANMF", anmf));
+    }
+    webp_file(&chunks)
+}
+
+/// A PNG iCCP chunk whose profile (named "icc") inflates to `n` zero bytes.
+pub fn png_iccp_zeros(n: u64) -> Vec<u8> {
+    let mut data = b"icc\0\0".to_vec();
+    data.extend(zlib_zeros(n));
+    png_chunk(b"iCCP", &data)
+}
+
+/// The findings of issue 18, each as the file that showed it (release build, default
+/// options, before the fix): name, bytes.
+///
+/// | file | was |
+/// |---|---|
+/// | lossless JPEG 7000x7000x3, 10 empty scans (185 bytes) | 13.6 s, +1.1 GiB |
+/// | lossless JPEG 7000x7000x4, 2 empty scans (80 bytes) | 3.6 s, +1.5 GiB |
+/// | baseline JPEG 7000x7000, 1,000 empty scans (10 KB) | 8.3 s |
+/// | VP8L 1x1 naming prefix-code group 0xFFFF | +1.3 GiB |
+/// | PNG 50,000,000 x 1, 16-bit RGBA | +954 MiB |
+/// | PNG 1x1 with an iCCP chunk inflating to 380 MiB | +381 MiB |
+/// | GIF with a 10000x10000 first frame on a 1x1 screen | +382 MiB |
+/// | animated WebP 7071x7071 | +572 MiB |
+pub fn issue_18_files() -> Vec<(&'static str, Vec<u8>)> {
+    let one_black_pixel = png_chunk(b"IDAT", &zlib_stored(&[0, 0, 0, 0]));
+    vec![
+        ("lossless JPEG 7000x7000x3, 10 empty scans", jpeg_lossless_empty_scans(7000, 7000, 3, 10)),
+        ("lossless JPEG 7000x7000x4, 2 empty scans", jpeg_lossless_empty_scans(7000, 7000, 4, 2)),
+        ("baseline JPEG 7000x7000, 1000 empty scans", jpeg_empty_scans(7000, 7000, false, 1000)),
+        ("VP8L 1x1 naming prefix-code group 0xFFFF", webp_file(&[(b"VP8L", vp8l_huffman_groups(1, 1, 0xffff, 65536))])),
+        ("PNG 50000000x1 16-bit RGBA", png_bomb(50_000_000, 1, 16, PNG_RGBA, false)),
+        (
+            "PNG 1x1 with a 380 MiB iCCP profile",
+            png_file(png_ihdr(1, 1, 8, PNG_RGB, false), &[png_iccp_zeros(380 << 20), one_black_pixel]),
+        ),
+        (
+            "GIF 10000x10000 first frame on a 1x1 screen",
+            gif_file(1, 1, &[[0, 0, 0]], [gif_frame(0, 0, 10000, 10000, &gif_lzw_zeros(2, 100_000_000))]),
+        ),
+        (
+            "animated WebP 7071x7071",
+            webp_animated(7071, 7071, &[(0, 0, 7071, 7071, vp8l_flat(7071, 7071, [255, 0, 0, 0]))]),
+        ),
+    ]
+}
+
+/// Small versions of `issue_18_files` for the fuzzer's seed corpus (fuzz/corpus/sniff_decode,
+/// checked against these by tests/hostile_images.rs). The fuzz target decodes under
+/// `max_pixels = 1 << 20` and a 24 MiB bound, so the seeds are sized for that: the lossless
+/// JPEGs at 1000x1000 still ask for more than the bound on the code before the fix (the
+/// target failed on both), the GIF's first frame is just over `max_pixels` (and within what
+/// the image crate's own limit let through), the animation just within the bound. The others
+/// reach the same check in a few hundred bytes, cut short where the full file would be large.
+pub fn issue_18_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let mut vp8l_groups = vp8l_huffman_groups(1, 1, 0xffff, 2);
+    vp8l_groups.truncate(64);
+    vec![
+        ("regression-issue18-lossless-3.jpg", jpeg_lossless_empty_scans(1000, 1000, 3, 10)),
+        ("regression-issue18-lossless-4.jpg", jpeg_lossless_empty_scans(1000, 1000, 4, 2)),
+        ("regression-issue18-baseline-scans.jpg", jpeg_empty_scans(1000, 1000, false, 20)),
+        ("regression-issue18-progressive-scans.jpg", jpeg_empty_scans(1000, 1000, true, 101)),
+        ("regression-issue18-vp8l-group-ffff.webp", webp_file(&[(b"VP8L", vp8l_groups)])),
+        (
+            "regression-issue18-png-50000000x1.png",
+            png_file(png_ihdr(50_000_000, 1, 16, PNG_RGBA, false), &[png_chunk(b"IDAT", &zlib_stored(&[0; 64]))]),
+        ),
+        (
+            "regression-issue18-png-iccp.png",
+            png_file(
+                png_ihdr(1, 1, 8, PNG_RGB, false),
+                &[png_iccp_zeros(1 << 16), png_chunk(b"IDAT", &zlib_stored(&[0; 4]))],
+            ),
+        ),
+        (
+            "regression-issue18-gif-frame-over-screen.gif",
+            gif_file(1, 1, &[[0, 0, 0]], [gif_frame(0, 0, 1400, 1400, &gif_lzw_zeros(2, 1000))]),
+        ),
+        (
+            "regression-issue18-webp-animated.webp",
+            webp_animated(1000, 1000, &[(0, 0, 1000, 1000, vp8l_flat(1000, 1000, [255, 0, 0, 0]))]),
+        ),
+    ]
+}
