@@ -2,8 +2,9 @@
 //!
 //! JPEG is decoded at the smallest DCT scale (1/8, 1/4, 1/2) that still gives the shrink enough
 //! pixels: at 1/8 (photos of about 1 MP and more) from the DC coefficients alone by
-//! [`jpeg_dc`], else (or if that reader declines the file) by jpeg-decoder's scaled IDCT. PNG, GIF
-//! (first frame) and WebP go through the image crate with its allocation limit.
+//! [`jpeg_dc`], else (or if that reader declines the file) by jpeg-decoder's scaled IDCT. PNG
+//! goes through the png crate a row at a time ([`png_rows`]), GIF (first frame) and WebP
+//! through the image crate.
 //!
 //! Before any decoder allocates, what the file's headers will make it allocate (coefficients,
 //! copied metadata) is worked out and checked against [`decoder_memory`] (`over_memory`);
@@ -12,14 +13,15 @@
 
 use std::io::Cursor;
 
-use image::{metadata::Orientation, DynamicImage, GenericImageView, ImageDecoder, ImageFormat};
+use image::{metadata::Orientation, DynamicImage, ImageDecoder, ImageFormat};
 
 use crate::background::{self, Yielding};
-use crate::blurhash::{self, Layout, Shrinker, Shrunk, SHRINK_TO};
+use crate::blurhash::{self, Layout, Shrunk, SHRINK_TO};
 use crate::error::{Error, Result};
 use crate::jpeg_dc;
 use crate::jpeg_markers;
 use crate::options::Options;
+use crate::png_rows::{self, Failure};
 
 /// What an image's header says: its stored size and its EXIF orientation (1 to 8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +67,7 @@ pub fn decode(bytes: &[u8], mime: &'static str, hash: bool, opts: &Options) -> R
     };
     match mime {
         "image/jpeg" => jpeg(bytes, hash, opts).map_err(fail),
-        "image/png" => with_image(bytes, ImageFormat::Png, hash, opts).map_err(fail),
+        "image/png" => png(bytes, hash, opts).map_err(fail),
         "image/gif" => with_image(bytes, ImageFormat::Gif, hash, opts).map_err(fail),
         "image/webp" => with_image(bytes, ImageFormat::WebP, hash, opts).map_err(fail),
         _ => Err(fail("not a format we decode".into())),
@@ -196,19 +198,27 @@ fn with_image(bytes: &[u8], format: ImageFormat, want_hash: bool, opts: &Options
         DynamicImage::ImageLumaA8(b) => finish(header, b.as_raw(), w, h, Layout::LumaAlpha, opts),
         DynamicImage::ImageRgb8(b) => finish(header, b.as_raw(), w, h, Layout::Rgb, opts),
         DynamicImage::ImageRgba8(b) => finish(header, b.as_raw(), w, h, Layout::Rgba, opts),
-        // 16-bit and float pictures: converted a row at a time, never copied whole.
-        other => {
-            let mut shrinker = Shrinker::new(w, h, Layout::Rgba, header.orientation)?;
-            let mut row = Vec::with_capacity(w as usize * 4);
-            for (x, y, px) in other.pixels() {
-                row.extend_from_slice(&px.0);
-                if x + 1 == w {
-                    shrinker.add_row(y, &row)?;
-                    row.clear();
-                }
-            }
-            hash(header, shrinker.finish(), opts)
-        }
+        // GIF and WebP decode to 8 bits a channel only.
+        other => Err(format!("unexpected pixel format {:?}", other.color()).into()),
+    }
+}
+
+fn png(bytes: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
+    let (width, height) = png_rows::size(bytes).filter(|&(w, h)| w > 0 && h > 0).ok_or("no valid IHDR chunk")?;
+    let orientation = png_rows::exif(bytes).and_then(Orientation::from_exif_chunk).map_or(1, Orientation::to_exif);
+    let header = Header { width, height, orientation };
+    if let Some(done) = over_limit(header, want_hash, opts) {
+        return Ok(done);
+    }
+    let refused = |why: String| Ok(Decoded { header, blurhash: None, note: Some(why) });
+    if width > png_rows::MAX_WIDTH {
+        return refused(format!("PNG {width} pixels wide (over {}): no blurhash", png_rows::MAX_WIDTH));
+    }
+    let limit = |_| format!("PNG chunks over the decoder's {} MiB for them: no blurhash", png_rows::CHUNK_LIMIT >> 20);
+    match png_rows::open(bytes).and_then(|reader| png_rows::shrink(reader, orientation)) {
+        Ok(shrunk) => hash(header, shrunk, opts),
+        Err(Failure::Limit) => refused(limit(())),
+        Err(Failure::Error(e)) => Err(e),
     }
 }
 

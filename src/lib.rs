@@ -9,6 +9,7 @@
 //! - [`response`]: response heads and body framing, and the final response after interim ones;
 //! - [`sniff`]: the media type from the first bytes;
 //! - [`decode`]: pixels from JPEG (scaled DCT), PNG, GIF and WebP under limits;
+//! - [`png_rows`]: PNG a row at a time into the shrink, its ICC and text chunks unread;
 //! - [`jpeg_markers`]: a JPEG's frame and scan count, and the kinds refused before decoding;
 //! - [`jpeg_dc`]: large JPEGs at 1/8 scale from their DC coefficients alone;
 //! - [`blurhash`]: the linear-light shrink and the encoder;
@@ -28,6 +29,7 @@ pub mod jpeg_dc;
 pub mod jpeg_markers;
 mod lua;
 pub mod options;
+pub mod png_rows;
 pub mod policy;
 pub mod pool;
 pub mod resolve;

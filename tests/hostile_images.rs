@@ -810,3 +810,29 @@ fn jpeg_with_more_scans_or_work_than_any_encoder_writes_is_measured_not_decoded(
     assert!(decode_image(&pillow, &opts).unwrap().blurhash.is_some());
 }
 
+/// PNG ancillary chunks that only cost: ICC profiles and text (compressed or not) are
+/// stepped over unread; the picture decodes as without them.
+#[test]
+fn png_icc_and_text_chunks_are_skipped_not_inflated() {
+    let plain = png(&photo(32, 24));
+    let mut itxt = b"Comment\0\x01\0en\0Comment\0".to_vec();
+    itxt.extend(zlib_zeros(1 << 20));
+    let mut ztxt = b"Comment\0\0".to_vec();
+    ztxt.extend(zlib_zeros(1 << 20));
+    let chunks = [
+        png_iccp_zeros(1 << 20),
+        png_chunk(b"tEXt", b"Comment\0hello"),
+        png_chunk(b"zTXt", &ztxt),
+        png_chunk(b"iTXt", &itxt),
+    ];
+    let with_all = chunks.iter().fold(plain.clone(), |b, c| png_insert_after_ihdr(&b, c));
+    let (a, b) =
+        (decode_image(&plain, &Options::default()).unwrap(), decode_image(&with_all, &Options::default()).unwrap());
+    assert_eq!((&a.blurhash, a.header), (&b.blurhash, b.header));
+    // A damaged one is dropped like any ancillary chunk with a bad CRC (as libpng does).
+    let mut bad = png_insert_after_ihdr(&plain, &png_iccp_zeros(1000));
+    let at = bad.windows(4).position(|w| w == b"iCCP").unwrap() + 10;
+    bad[at] ^= 0xff;
+    assert_eq!(decode_image(&bad, &Options::default()).unwrap().blurhash, a.blurhash);
+}
+
