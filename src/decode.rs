@@ -6,10 +6,10 @@
 //! goes through the png crate a row at a time ([`png_rows`]), GIF (first frame) and WebP
 //! through the image crate.
 //!
-//! Before any decoder allocates, what the file's headers will make it allocate (coefficients,
-//! copied metadata) is worked out and checked against [`decoder_memory`] (`over_memory`);
-//! what no chat client sends ([`jpeg_markers`]) is measured, not decoded. Either way the
-//! header is reported, with a note.
+//! Before any decoder allocates, what the file's headers will make it allocate (frame and
+//! canvas sizes, coefficients, sub-images and prefix codes, copied metadata) is worked out
+//! and checked against [`decoder_memory`] (`over_memory`); what no chat client sends
+//! ([`jpeg_markers`]) is measured, not decoded. Either way the header is reported, with a note.
 
 use std::io::Cursor;
 
@@ -22,6 +22,8 @@ use crate::jpeg_dc;
 use crate::jpeg_markers;
 use crate::options::Options;
 use crate::png_rows::{self, Failure};
+use crate::vp8l::Verdict;
+use crate::webp;
 
 /// What an image's header says: its stored size and its EXIF orientation (1 to 8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,12 +185,23 @@ fn with_image(bytes: &[u8], format: ImageFormat, want_hash: bool, opts: &Options
     let mut decoder = reader.into_decoder()?;
     let (width, height) = decoder.dimensions();
     let orientation = match format {
-        ImageFormat::WebP => webp_exif(bytes).and_then(Orientation::from_exif_chunk),
+        ImageFormat::WebP => webp::exif(bytes).and_then(Orientation::from_exif_chunk),
         _ => decoder.orientation().ok(),
     }
     .map_or(1, Orientation::to_exif);
     let header = Header { width, height, orientation };
     if let Some(done) = over_limit(header, want_hash, opts) {
+        return Ok(done);
+    }
+    let too_costly = match format {
+        ImageFormat::Gif => gif_over_memory(header, gif_first_frame(bytes), opts),
+        ImageFormat::WebP => match webp::decode_cost(bytes, width, height)? {
+            Verdict::Refused(why) => Some(Decoded { header, blurhash: None, note: Some(why) }),
+            Verdict::Costs(need) => over_memory(header, need, "WebP decode buffers", opts),
+        },
+        _ => None,
+    };
+    if let Some(done) = too_costly {
         return Ok(done);
     }
     let image = DynamicImage::from_decoder(decoder)?;
@@ -222,21 +235,58 @@ fn png(bytes: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
     }
 }
 
-/// The EXIF chunk of a WebP file, cut at the end of the file. image-webp would allocate the
-/// size the chunk declares (up to 4 GiB) before reading it: image does not pass `max_alloc`
-/// on, and an allocation failure aborts the whole server.
-fn webp_exif(bytes: &[u8]) -> Option<&[u8]> {
-    let mut rest = bytes.get(12..)?; // "RIFF", size, "WEBP"
-    while rest.len() >= 8 {
-        let (fourcc, size) = (&rest[..4], u32::from_le_bytes(rest[4..8].try_into().ok()?) as usize);
-        let body = &rest[8..];
-        let data = &body[..size.min(body.len())];
-        if fourcc == b"EXIF" {
-            return Some(data);
+/// What the decoder meets up to a GIF's first frame.
+struct GifFirstFrame {
+    /// Left, top, width, height, from its image descriptor (if the file gets that far).
+    place: Option<[u16; 4]>,
+    /// Bytes of the extensions before it that the gif crate copies (XMP, ICC profile).
+    kept: u64,
+}
+
+fn gif_first_frame(bytes: &[u8]) -> GifFirstFrame {
+    let u16_at = |at: usize| Some(u16::from_le_bytes([*bytes.get(at)?, *bytes.get(at + 1)?]));
+    let flags = bytes.get(10).copied().unwrap_or(0);
+    let mut at = 13 + if flags & 0x80 != 0 { 3 << ((flags & 7) + 1) } else { 0 };
+    let mut kept = 0;
+    let place = loop {
+        match bytes.get(at) {
+            Some(0x21) => {
+                // Extension introducer and label, then sub-blocks up to an empty one.
+                let application = bytes.get(at + 1) == Some(&0xff);
+                let name = bytes.get(at + 3..at + 14).unwrap_or_default();
+                let copied = application && (name == b"XMP DataXMP" || name == b"ICCRGBG1012");
+                at += 2;
+                while let Some(&len) = bytes.get(at) {
+                    at += 1 + len as usize;
+                    kept += if copied { 1 + len as u64 } else { 0 };
+                    if len == 0 {
+                        break;
+                    }
+                }
+            }
+            Some(0x2c) => break (|| Some([u16_at(at + 1)?, u16_at(at + 3)?, u16_at(at + 5)?, u16_at(at + 7)?]))(),
+            _ => break None, // the end, the trailer, or not a GIF block: the decoder will say
         }
-        rest = body.get(size.saturating_add(size & 1)..)?; // chunks are padded to even sizes
+    };
+    GifFirstFrame { place, kept }
+}
+
+/// The first frame of a GIF may be larger than its logical screen, which is what
+/// `max_pixels` was checked against. The image crate decodes it to one index a pixel, and,
+/// unless it fills whole rows of the screen, to RGBA beside the screen's RGBA (issue 18: a
+/// 10000x10000 frame on a 1x1 screen took 382 MiB).
+fn gif_over_memory(header: Header, frame: GifFirstFrame, opts: &Options) -> Option<Decoded> {
+    let Some([left, top, w, h]) = frame.place.map(|p| p.map(u32::from)) else {
+        return over_memory(header, frame.kept, "GIF metadata extensions", opts);
+    };
+    let frame_pixels = w as u64 * h as u64;
+    if frame_pixels > opts.max_pixels {
+        let note = format!("first frame of {w}x{h} is more than max_pixels ({}): no blurhash", opts.max_pixels);
+        return Some(Decoded { header, blurhash: None, note: Some(note) });
     }
-    None
+    let in_place = left == 0 && w == header.width && top + h <= header.height;
+    let need = 4 * header.pixels() + frame_pixels + if in_place { 0 } else { 4 * frame_pixels } + frame.kept;
+    over_memory(header, need, "GIF screen and first frame", opts)
 }
 
 /// Bytes of pixels a decoder may allocate: the largest allowed picture at 16-bit RGBA.
@@ -255,7 +305,8 @@ const FIXED_OVERHEAD: u64 = 4 * 1024 * 1024;
 /// The memory one decode may take in all, whatever the file says: `max_pixels * 8 + 16 MiB`
 /// (the body it decodes from is the caller's). What a file can make a decoder allocate is
 /// worked out from its headers and checked against this before the decoder runs; a file over
-/// it is measured, not decoded (tests/memory.rs holds each decoder to it).
+/// it is measured, not decoded (tests/memory.rs holds each decoder to it, and the fuzz target
+/// sniff_decode fails any input that asks for more).
 pub fn decoder_memory(opts: &Options) -> u64 {
     pixel_memory(opts).saturating_add(DECODE_OVERHEAD)
 }

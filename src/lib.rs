@@ -12,6 +12,8 @@
 //! - [`png_rows`]: PNG a row at a time into the shrink, its ICC and text chunks unread;
 //! - [`jpeg_markers`]: a JPEG's frame and scan count, and the kinds refused before decoding;
 //! - [`jpeg_dc`]: large JPEGs at 1/8 scale from their DC coefficients alone;
+//! - [`webp`], [`vp8l`]: what a WebP decode will allocate, read from its chunks and lossless
+//!   bitstream before image-webp runs (which checks none of it);
 //! - [`blurhash`]: the linear-light shrink and the encoder;
 //! - [`analyze`]: the steps above in order, for one URL;
 //! - [`pool`]: worker threads, a bounded queue and the fd that wakes Prosody;
@@ -35,6 +37,8 @@ pub mod pool;
 pub mod resolve;
 pub mod response;
 pub mod sniff;
+pub mod vp8l;
+pub mod webp;
 
 use mlua::{Lua, Result as LuaResult, Table};
 

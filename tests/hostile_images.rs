@@ -810,6 +810,24 @@ fn jpeg_with_more_scans_or_work_than_any_encoder_writes_is_measured_not_decoded(
     assert!(decode_image(&pillow, &opts).unwrap().blurhash.is_some());
 }
 
+/// A lossless WebP whose entropy image numbers its groups densely (as libwebp writes them)
+/// decodes; one naming more groups than its entropy image has pixels is refused before
+/// image-webp builds them.
+#[test]
+fn lossless_webp_groups_must_be_plausible_for_the_entropy_image() {
+    // 8x8 at 1/4: an entropy image of 2x2 pixels, so at most four groups.
+    let dense = webp_file(&[(b"VP8L", vp8l_huffman_groups(8, 8, 3, 4))]);
+    let d = decode_image(&dense, &Options::default()).unwrap();
+    assert!(d.blurhash.is_some() && d.note.is_none(), "{:?}", d.note);
+    // What it costs, counted before image-webp runs: at least four groups of five 4 KiB tables.
+    let cost = media_metadata::vp8l::cost(&webp_chunk(&dense, b"VP8L").unwrap(), 8, 8, false).unwrap();
+    assert!(matches!(cost, media_metadata::vp8l::Verdict::Costs(c) if c >= 4 * 5 * 4096), "{cost:?}");
+    let implausible = webp_file(&[(b"VP8L", vp8l_huffman_groups(8, 8, 4, 5))]);
+    let d = decode_image(&implausible, &Options::default()).unwrap();
+    assert_eq!((d.header.width, d.blurhash), (8, None));
+    assert!(d.note.unwrap().contains("group 4 but its entropy image has 4 pixels"));
+}
+
 /// PNG ancillary chunks that only cost: ICC profiles and text (compressed or not) are
 /// stepped over unread; the picture decodes as without them.
 #[test]
