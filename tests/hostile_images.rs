@@ -739,6 +739,66 @@ fn a_webp_exif_chunk_of_any_declared_size_never_panics() {
 // ---------------------------------------------------------------------------------------
 // Issue 18: files that cost far more to decode than they weigh (their memory: memory.rs)
 
+/// The least of three timings of `f`.
+fn fastest(mut f: impl FnMut()) -> Duration {
+    (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .min()
+        .unwrap()
+}
+
+/// Each of issue 18's files is measured at its header (or, for the iCCP one, decoded without
+/// its profile), with a note saying why, in less time than decoding a 640x480 photo takes:
+/// a ratio, not a raw timing, so that it holds in any build on a busy machine. Before the fix
+/// they took 0.4 to 13.6 s (release).
+#[test]
+fn issue_18_files_are_measured_or_decoded_in_less_than_a_photo_takes() {
+    let photo_jpeg = jpeg(&photo(640, 480));
+    let opts = Options::default();
+    let reference = fastest(|| assert!(decode_image(&photo_jpeg, &opts).unwrap().blurhash.is_some()));
+    // name -> (stored width, height, what the note says; None: hashed)
+    let expect = |name: &str| -> ((u32, u32), Option<&str>) {
+        match name {
+            n if n.starts_with("lossless JPEG") => ((7000, 7000), Some("lossless JPEG (SOF3)")),
+            n if n.starts_with("baseline JPEG") => ((7000, 7000), Some("1000 scans in a sequential frame")),
+            n if n.starts_with("VP8L") => ((1, 1), Some("names prefix-code group 65535")),
+            n if n.starts_with("PNG 50000000x1") => ((50_000_000, 1), Some("over 65535")),
+            n if n.contains("iCCP") => ((1, 1), None),
+            n if n.starts_with("GIF") => ((1, 1), Some("first frame of 10000x10000")),
+            n if n.starts_with("animated WebP") => ((7071, 7071), Some("over the decoder limit")),
+            other => panic!("no expectation for {other}"),
+        }
+    };
+    let mut slow = Vec::new();
+    for (name, bytes) in issue_18_files() {
+        let ((w, h), note) = expect(name);
+        let mut d = None;
+        let took = fastest(|| d = Some(decode_image(&bytes, &opts).unwrap_or_else(|e| panic!("{name}: {e}"))));
+        let d = d.unwrap();
+        eprintln!(
+            "{name:<48} {took:>10.3?} ({:.3} of a photo)  {:?}",
+            took.as_secs_f64() / reference.as_secs_f64(),
+            d.note
+        );
+        assert_eq!((d.header.width, d.header.height), (w, h), "{name}");
+        match note {
+            Some(n) => {
+                assert_eq!(d.blurhash, None, "{name}");
+                assert!(d.note.as_deref().unwrap_or_default().contains(n), "{name}: {:?}", d.note);
+            }
+            None => assert_colour(d.blurhash.as_deref().expect(name), [0, 0, 0], 1, name),
+        }
+        if took > reference {
+            slow.push(format!("{name}: {took:?}, a photo {reference:?}"));
+        }
+    }
+    assert!(slow.is_empty(), "slower than decoding a 640x480 photo:\n{}", slow.join("\n"));
+}
+
 /// JPEG in a coding process no chat client sends: measured from its frame header (EXIF
 /// orientation applied), never handed to jpeg-decoder, which took 13.6 s and 1.1 GiB for ten
 /// empty lossless scans and refuses arithmetic and hierarchical files outright.
@@ -828,6 +888,16 @@ fn lossless_webp_groups_must_be_plausible_for_the_entropy_image() {
     assert!(d.note.unwrap().contains("group 4 but its entropy image has 4 pixels"));
 }
 
+/// Every valid file of the seed corpus is hashed: none is refused by the rules above (the
+/// regression seeds are there to be refused).
+#[test]
+fn every_encoder_written_seed_is_hashed_not_refused() {
+    for (name, bytes) in corpus().into_iter().filter(|(n, _)| !n.starts_with("regression-")) {
+        let d = decode_image(&bytes, &Options::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(d.blurhash.is_some() && d.note.is_none(), "{name}: {:?}", d.note);
+    }
+}
+
 /// PNG ancillary chunks that only cost: ICC profiles and text (compressed or not) are
 /// stepped over unread; the picture decodes as without them.
 #[test]
@@ -854,3 +924,28 @@ fn png_icc_and_text_chunks_are_skipped_not_inflated() {
     assert_eq!(decode_image(&bad, &Options::default()).unwrap().blurhash, a.blurhash);
 }
 
+/// The seeds of issue 18's files in the fuzz corpus are what `issue_18_seeds` makes;
+/// `MEDIA_METADATA_WRITE_SEEDS=1` writes them.
+#[test]
+fn issue_18_seeds_in_the_fuzz_corpus_are_current() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/sniff_decode");
+    for (name, bytes) in issue_18_seeds() {
+        let path = dir.join(name);
+        if std::env::var_os("MEDIA_METADATA_WRITE_SEEDS").is_some() {
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        assert!(bytes.len() <= 2048, "{name}: {} bytes is not a small seed", bytes.len());
+        let on_disk = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (MEDIA_METADATA_WRITE_SEEDS=1 writes it)", path.display()));
+        assert!(on_disk == bytes, "{name} differs from issue_18_seeds() (MEDIA_METADATA_WRITE_SEEDS=1 rewrites it)");
+        // Refused at their headers, with a note, but the iCCP one (decoded without its
+        // profile), the animation (within the bound at this size) and the GIF (its frame is
+        // cut short: a decode error).
+        let d = decode_image(&bytes, &Options::default());
+        match name {
+            n if n.contains("iccp") || n.contains("animated") => assert!(d.unwrap().blurhash.is_some(), "{name}"),
+            n if n.contains("gif") => assert!(matches!(d, Err(Error::Decode { .. })), "{name}: {d:?}"),
+            _ => assert!(d.as_ref().is_ok_and(|d| d.blurhash.is_none() && d.note.is_some()), "{name}: {d:?}"),
+        }
+    }
+}

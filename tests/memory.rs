@@ -3,67 +3,26 @@
 //! stay below the limit the library gives its decoders (`max_pixels * 8 + 16 MiB` bytes,
 //! decode.rs `decoder_memory`) and below an absolute figure stated with each case.
 //!
-//! The allocator counts every thread of this process, so the tests take one lock and build
-//! their input before measuring. Thread stacks (jpeg-decoder's workers) are not heap and are
+//! The allocator (tests/common/peak_alloc.rs) counts every thread of this process, so the
+//! tests take one lock and build their input before measuring. Thread stacks (jpeg-decoder's workers) are not heap and are
 //! not counted. Run with `-- --nocapture` to see the figures. The bombs use
 //! `max_pixels = 8_000_000` (an 81 MB limit) to stay fast; MEMORY_MAX_PIXELS=50000000 runs them
 //! at the default limit (slow in a debug build).
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use common::craft::*;
 use common::hostile::{read_request, RawServer};
+use common::peak_alloc::{peak_of, Counting};
 use common::*;
 use media_metadata::analyze::{analyze, Metadata};
 use media_metadata::decode::decode;
 use media_metadata::fetch::Fetcher;
 use media_metadata::options::Options;
 use media_metadata::sniff::sniff;
-
-struct Counting;
-
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(by: usize) {
-    let now = CURRENT.fetch_add(by, Ordering::SeqCst) + by;
-    PEAK.fetch_max(now, Ordering::SeqCst);
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc(layout);
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc_zeroed(layout);
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout);
-        CURRENT.fetch_sub(layout.size(), Ordering::SeqCst);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = System.realloc(ptr, layout, new_size);
-        if !p.is_null() {
-            // Counted as the old and new blocks both alive for a moment, as a moving realloc is.
-            grew(new_size);
-            CURRENT.fetch_sub(layout.size(), Ordering::SeqCst);
-        }
-        p
-    }
-}
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -72,14 +31,6 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn exclusive() -> MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Runs `f` and returns its result and the peak heap bytes allocated while it ran.
-fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let base = CURRENT.load(Ordering::SeqCst);
-    PEAK.store(base, Ordering::SeqCst);
-    let out = f();
-    (out, PEAK.load(Ordering::SeqCst).saturating_sub(base))
 }
 
 const MB: usize = 1_000_000;
@@ -311,4 +262,123 @@ fn a_webp_exif_chunk_declaring_gigabytes() {
     let opts = Options::default();
     let (_, peak) = peak_of(|| decode(&bytes, "image/webp", true, &opts));
     check(&format!("WebP of {} bytes, EXIF chunk declaring 2.36 GB", bytes.len()), peak, &opts, MB);
+}
+
+/// Issue 18: the files that made a decoder work and allocate far beyond their size. Each is
+/// now refused at its header (dimensions and a note) or decoded within the bound, and costs
+/// next to nothing either way (times: tests/hostile_images.rs).
+#[test]
+fn issue_18_files_stay_within_the_decoder_bound() {
+    let _one = exclusive();
+    let opts = Options::default();
+    let mut peaks = Vec::new();
+    for (what, bytes) in issue_18_files() {
+        let mime = sniff(&bytes).unwrap();
+        let t = std::time::Instant::now();
+        let (d, peak) = peak_of(|| decode(&bytes, mime, true, &opts));
+        let took = t.elapsed();
+        let d = d.unwrap_or_else(|e| panic!("{what}: {e}"));
+        eprintln!(
+            "{what:<48} {:>8} bytes  peak {:>9.1} MB  {:>10.3?}  {}x{} {:?} {:?}",
+            bytes.len(),
+            peak as f64 / 1e6,
+            took,
+            d.header.width,
+            d.header.height,
+            d.blurhash,
+            d.note
+        );
+        peaks.push((what, peak));
+    }
+    for (what, peak) in peaks {
+        check(what, peak, &opts, 8 * MB);
+    }
+}
+
+/// What webp.rs works out before decoding (the buffers image-webp will take) is an upper
+/// bound of what the decode then takes, for each kind of WebP: still lossless with and
+/// without alpha, lossless with transforms and prefix-code groups, lossy with a frame header
+/// declaring more than the container, and animations of lossless frames.
+#[test]
+fn the_webp_rule_bounds_what_image_webp_takes() {
+    let _one = exclusive();
+    let opts = Options::default();
+    let lossy =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/sniff_decode/webp-lossy.webp")).unwrap();
+    // The same lossy file, its VP8 frame header declaring 2000x2000 (the planes are allocated
+    // at that size before the mismatch is found) and its RIFF container claiming so too.
+    let mut lossy_2000 = lossy.clone();
+    let at = lossy_2000.windows(4).position(|w| w == b"VP8 ").unwrap() + 8;
+    lossy_2000[at + 6..at + 10].copy_from_slice(&[0xd0, 0x07, 0xd0, 0x07]);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("VP8L flat 1500x1000", webp_file(&[(b"VP8L", vp8l_flat(1500, 1000, [255, 9, 9, 9]))])),
+        ("VP8L flat with alpha 1500x1000", webp_file(&[(b"VP8L", vp8l_flat(1500, 1000, [7, 9, 9, 9]))])),
+        ("VP8L photo 600x400 (image-webp's encoder)", encode_as(&photo(600, 400), image::ImageFormat::WebP)),
+        ("VP8L 64 groups of 10-bit codes, 32x32", webp_file(&[(b"VP8L", vp8l_huffman_groups(32, 32, 63, 64))])),
+        ("VP8 16x12 declaring 2000x2000", lossy_2000),
+        (
+            "animated, two VP8L frames on 1500x1000",
+            webp_animated(
+                1500,
+                1000,
+                &[
+                    (0, 0, 1500, 1000, vp8l_flat(1500, 1000, [255, 0, 0, 255])),
+                    (100, 100, 800, 600, vp8l_flat(800, 600, [255, 255, 0, 0])),
+                ],
+            ),
+        ),
+        (
+            "animated, a small frame on 1500x1000",
+            webp_animated(1500, 1000, &[(10, 20, 300, 200, vp8l_flat(300, 200, [9; 4]))]),
+        ),
+    ];
+    let mut over = Vec::new();
+    for (what, bytes) in cases {
+        let (w, h) = image::ImageReader::new(std::io::Cursor::new(&bytes))
+            .with_guessed_format()
+            .unwrap()
+            .into_dimensions()
+            .unwrap();
+        let rule = match media_metadata::webp::decode_cost(&bytes, w, h).unwrap() {
+            media_metadata::vp8l::Verdict::Costs(c) => c as usize,
+            refused => panic!("{what}: {refused:?}"),
+        };
+        let (d, peak) = peak_of(|| decode(&bytes, "image/webp", true, &opts));
+        eprintln!(
+            "{what:<48} rule {:>7.2} MB  peak {:>7.2} MB  {:?}",
+            rule as f64 / 1e6,
+            peak as f64 / 1e6,
+            d.map(|d| d.note)
+        );
+        // What the rule leaves out is in the fixed part of the overhead (tables, the shrink).
+        if peak > rule + 4 * (1 << 20) {
+            over.push(format!("{what}: peak {peak}, rule {rule}"));
+        }
+    }
+    assert!(over.is_empty(), "the rule is below the peak:\n{}", over.join("\n"));
+}
+
+/// At the edge of what each rule lets through, the decode stays within the decoder bound: an
+/// animated WebP and a GIF whose first frame is larger than its screen, just under the
+/// refusal, and the same just over it, refused.
+#[test]
+fn files_just_under_the_memory_rules_decode_within_the_bound() {
+    let _one = exclusive();
+    let opts = bomb_opts();
+    let limit = decoder_limit(&opts) as u64;
+    // Animated WebP with alpha: output, canvas and frame, RGBA each, 12 bytes a pixel.
+    let side = |bytes_per_pixel: u64| ((limit - 4 * (1 << 20)) as f64 / bytes_per_pixel as f64).sqrt() as u32 - 8;
+    let s = side(12).min(16383) & !1;
+    let under = webp_animated(s, s, &[(0, 0, s, s, vp8l_flat(s, s, [255, 0, 0, 0]))]);
+    bomb(&format!("animated WebP {s}x{s}, one frame"), under, &opts, decoder_limit(&opts));
+    let s = s + 64;
+    let over = webp_animated(s, s, &[(0, 0, s, s, vp8l_flat(s, s, [255, 0, 0, 0]))]);
+    let (d, peak) = peak_of(|| decode(&over, "image/webp", true, &opts));
+    assert!(d.unwrap().note.unwrap().contains("over the decoder limit"));
+    check(&format!("animated WebP {s}x{s}, refused"), peak, &opts, MB);
+    // GIF: a 1x1 screen, a first frame of max_pixels (one index and four bytes a pixel).
+    let frame = (opts.max_pixels as f64).sqrt() as u16;
+    let gif =
+        gif_file(1, 1, &[[0, 0, 0]], [gif_frame(0, 0, frame, frame, &gif_lzw_zeros(2, frame as u64 * frame as u64))]);
+    bomb(&format!("GIF {frame}x{frame} first frame on a 1x1 screen"), gif, &opts, decoder_limit(&opts));
 }

@@ -1,15 +1,35 @@
 //! Untrusted bytes as a server could send them: sniffed, then (for the image types we decode)
 //! decoded for their header alone and for a BlurHash, under a small pixel limit so that the
 //! fuzzer explores the decoders rather than their allocations.
+//!
+//! Every decode runs under the documented memory bound (`decoder_memory`: max_pixels * 8 +
+//! 16 MiB): past it an allocation fails, and the input is a crash, whether the decoder would
+//! have aborted or handled the failure. So a new amplification (issue 18: a few hundred bytes
+//! that allocate gigabytes) fails this target, not a server.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use media_metadata::decode::decode;
+use media_metadata::decode::{decode, decoder_memory};
 use media_metadata::options::Options;
 use media_metadata::sniff::{content_type_essence, is_decodable, sniff};
 
+#[allow(dead_code)] // peak_of: for tests/memory.rs
+#[path = "../../tests/common/peak_alloc.rs"]
+mod peak_alloc;
+
+#[global_allocator]
+static ALLOCATOR: peak_alloc::Counting = peak_alloc::Counting;
+
+/// Runs `f` under `bound` bytes of heap and fails the input if it asked for more.
+fn bounded<T>(what: &str, bound: usize, f: impl FnOnce() -> T) -> T {
+    let (out, peak) = peak_alloc::within(bound, f);
+    assert!(peak.refused.is_none(), "{what}: asked for {:?} bytes past the bound of {bound}", peak.refused);
+    out
+}
+
 fuzz_target!(|data: &[u8]| {
     let opts = Options { max_pixels: 1 << 20, ..Options::default() };
+    let bound = decoder_memory(&opts) as usize;
     if let Ok(text) = std::str::from_utf8(&data[..data.len().min(200)]) {
         let _ = content_type_essence(text);
     }
@@ -17,15 +37,15 @@ fuzz_target!(|data: &[u8]| {
     if !is_decodable(mime) {
         return;
     }
-    let header_only = decode(data, mime, false, &opts);
+    let header_only = bounded("header", bound, || decode(data, mime, false, &opts));
     if mime == "image/jpeg" {
         // The DC-only reader on its own: decode() uses it only for large pictures.
-        if let Some(dc) = media_metadata::jpeg_dc::decode(data, opts.max_pixels) {
+        if let Some(dc) = bounded("jpeg_dc", bound, || media_metadata::jpeg_dc::decode(data, opts.max_pixels)) {
             let channels = if matches!(dc.layout, media_metadata::blurhash::Layout::Luma) { 1 } else { 3 };
             assert_eq!(dc.pixels.len() as u64, dc.width as u64 * dc.height as u64 * channels);
         }
     }
-    let full = decode(data, mime, true, &opts);
+    let full = bounded("decode", bound, || decode(data, mime, true, &opts));
     if let (Ok(h), Ok(f)) = (&header_only, &full) {
         // Both paths read the same header.
         assert_eq!(h.header, f.header);

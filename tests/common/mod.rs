@@ -183,3 +183,5 @@ pub fn reference_hash(img: &RgbImage, cx: u32, cy: u32) -> String {
 pub mod craft;
 /// Listeners that count connections, and servers that misbehave on a test's script.
 pub mod hostile;
+/// A counting global allocator with a ceiling, for the binaries that install it.
+pub mod peak_alloc;
