@@ -228,7 +228,10 @@ fn truncated_files_of_every_format_are_decode_errors_never_panics() {
             variants += 1;
             decoded += check_variant(&name, &format!("cut at {cut}"), &bytes[..cut], &opts, &mut panics) as usize;
         }
-        assert!(decode_image(&bytes, &opts).is_ok(), "{name}: the whole file must decode");
+        // (The issue 18 seeds are there to be refused, or cut short themselves.)
+        if !name.starts_with("regression-issue18-") {
+            assert!(decode_image(&bytes, &opts).is_ok(), "{name}: the whole file must decode");
+        }
     }
     eprintln!("{variants} truncations, {decoded} still decoded (a partial last frame or scan)");
     assert!(panics.is_empty(), "{} panics:\n{}", panics.len(), panics.join("\n"));
