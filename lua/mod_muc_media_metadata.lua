@@ -462,7 +462,8 @@ local function annotate(held)
 				for i, oob in ipairs(entry.oobs) do
 					oob:add_direct_child(i == 1 and metadata or st.clone(metadata));
 				end
-				count("metadata");
+				-- error_kind: the picture could not be decoded, what came before it is known.
+				count("metadata", done.result.error_kind);
 			end
 		end
 	end

@@ -283,6 +283,18 @@ describe("mod_muc_media_metadata", function ()
 		assert.equal(1, module.metrics.held.values[""]);
 	end);
 
+	it("adds what is known of a picture that could not be decoded, and counts why", function ()
+		local module, pool = load();
+		local _, stanza = send(module, new_room(), oob(photo));
+		pool:complete(photo, { bytes = 10, type = "image/png", note = "cannot decode image/png: truncated: no blurhash",
+			error_kind = "undecodable" });
+		wake();
+		assert.equal("<metadata xmlns='" .. xmlns_metadata .. "'><bytes>10</bytes><type>image/png</type></metadata>",
+			tostring(metadata_of(oobs_of(stanza)[1])));
+		assert.equal(1, module.metrics.urls.values["metadata,undecodable"]);
+		assert.truthy(module:logged("debug", photo, "cannot decode image/png"));
+	end);
+
 	it("leaves out fields that are missing or not valid, and adds nothing when none is left", function ()
 		local module, pool = load();
 		local room = new_room();

@@ -19,6 +19,9 @@ pub struct Metadata {
     pub blurhash: Option<String>,
     /// Why a field the admin might expect is missing (for logs and tools, never for clients).
     pub note: Option<String>,
+    /// The kind of error (`Error::kind`) that kept the picture from being decoded, when only
+    /// what came before it is known (size, type, perhaps dimensions); its message is `note`.
+    pub error_kind: Option<&'static str>,
 }
 
 impl Metadata {
@@ -56,7 +59,11 @@ pub fn describe(body: &Body, opts: &Options) -> Result<Metadata> {
         return Ok(meta);
     };
     let decoded = if body.complete {
-        decode::decode(&body.data, image, true, opts)?
+        match decode::decode(&body.data, image, true, opts) {
+            Ok(decoded) => decoded,
+            Err(Error::Cancelled) => return Err(Error::Cancelled), // nobody waits for it
+            Err(e) => return Ok(undecoded(meta, &body.data, image, e, opts)),
+        }
     } else {
         // Past max_bytes: the header may still be within what was read.
         let mut header_only = decode::decode(&body.data, image, false, opts).ok();
@@ -76,4 +83,17 @@ pub fn describe(body: &Body, opts: &Options) -> Result<Metadata> {
     meta.blurhash = decoded.blurhash;
     meta.note = decoded.note;
     Ok(meta)
+}
+
+/// A decode error keeps what was already known: the size, the type, and the dimensions if
+/// the header could still be read; the error's message and kind go to the admin.
+fn undecoded(mut meta: Metadata, data: &[u8], image: &'static str, e: Error, opts: &Options) -> Metadata {
+    if let Ok(header_only) = decode::decode(data, image, false, opts) {
+        let (w, h) = header_only.header.upright();
+        meta.width = Some(w);
+        meta.height = Some(h);
+    }
+    meta.note = Some(format!("{e}: no blurhash"));
+    meta.error_kind = Some(e.kind());
+    meta
 }

@@ -136,6 +136,7 @@ fn metadata_table(lua: &Lua, m: &Metadata) -> LuaResult<Table> {
     t.set("height", m.height)?;
     t.set("blurhash", m.blurhash.as_deref())?;
     t.set("note", m.note.as_deref())?;
+    t.set("error_kind", m.error_kind)?;
     Ok(t)
 }
 

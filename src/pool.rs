@@ -213,7 +213,9 @@ impl Cache {
     /// The result stored for `url`, unless it has expired (then it is dropped).
     fn get(&mut self, url: &str) -> Option<Result<Metadata>> {
         let c = self.by_url.get(url)?;
-        let ttl = if c.result.is_ok() { self.ttl } else { self.failure_ttl };
+        // A picture that could not be decoded (over its budget, say) may well decode next time.
+        let whole = c.result.as_ref().is_ok_and(|m| m.error_kind.is_none());
+        let ttl = if whole { self.ttl } else { self.failure_ttl };
         if c.at.elapsed() <= ttl {
             return Some(c.result.clone());
         }

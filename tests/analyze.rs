@@ -176,18 +176,23 @@ fn a_silent_server_times_out_naming_the_phase() {
 }
 
 #[test]
-fn a_truncated_image_is_a_decode_error_naming_the_format() {
+fn a_truncated_image_keeps_its_size_type_and_dimensions_and_names_the_error() {
     let full = png(&photo(64, 64));
     let jpg = jpeg(&photo(64, 64));
     let s = Server::start(vec![
         ("/t.png", Reply::Ok("image/png", full[..full.len() / 2].to_vec())),
         ("/t.jpg", Reply::Ok("image/jpeg", jpg[..jpg.len() / 3].to_vec())),
     ]);
-    for (path, format) in [("/t.png", "image/png"), ("/t.jpg", "image/jpeg")] {
-        match run(&s.url(path), local()) {
-            Err(Error::Decode { format: f, .. }) => assert_eq!(f, format),
-            other => panic!("{path}: {other:?}"),
-        }
+    for (path, format, size) in [("/t.png", "image/png", full.len() / 2), ("/t.jpg", "image/jpeg", jpg.len() / 3)] {
+        // What was known before the decode failed is kept: size, type, dimensions from the header.
+        let m = run(&s.url(path), local()).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(
+            (m.bytes, m.mime.as_deref(), m.width, m.height),
+            (Some(size as u64), Some(format), Some(64), Some(64))
+        );
+        assert_eq!((m.blurhash, m.error_kind), (None, Some("undecodable")), "{path}");
+        let note = m.note.unwrap_or_default();
+        assert!(note.starts_with(&format!("cannot decode {format}")) && note.ends_with(": no blurhash"), "{note}");
     }
 }
 

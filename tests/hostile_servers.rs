@@ -554,9 +554,16 @@ fn a_content_length_smaller_than_the_body_reads_no_further() {
         let b = fetcher().get(&s.url("/long.png")).unwrap();
         assert_eq!((b.data.len(), b.complete, b.content_length), (cut, true, Some(cut as u64)), "close {close}");
         assert_eq!(b.data, img[..cut]);
-        // The first `cut` bytes are a truncated PNG: a decode error naming the format.
+        // The first `cut` bytes are a truncated PNG: a decode error naming the format, and what
+        // was known before it (the size the server gave, the type).
         match analyze(&fetcher(), &s.url("/long.png")) {
-            Err(Error::Decode { format: "image/png", .. }) => {}
+            Ok(m) if m.error_kind == Some("undecodable") => {
+                assert_eq!(
+                    (m.bytes, m.mime.as_deref(), m.blurhash.as_deref()),
+                    (Some(cut as u64), Some("image/png"), None)
+                );
+                assert!(m.note.as_deref().is_some_and(|n| n.starts_with("cannot decode image/png")), "{m:?}");
+            }
             other => panic!("close {close}: expected a PNG decode error, got {other:?}"),
         }
         assert!(t.elapsed() < Duration::from_secs(1), "close {close}: {:?}", t.elapsed());
