@@ -542,14 +542,7 @@ pub fn gif_lzw(min_code_size: u8, indices: &[u8]) -> Vec<u8> {
         w.put(prefix, size);
     }
     w.put(end, size);
-    let data = w.finish();
-    let mut out = vec![min_code_size];
-    for block in data.chunks(255) {
-        out.push(block.len() as u8);
-        out.extend_from_slice(block);
-    }
-    out.push(0);
-    out
+    gif_sub_blocks(min_code_size, &w.finish())
 }
 
 /// One GIF frame: a graphic control extension, an image descriptor and its LZW data.
@@ -757,14 +750,7 @@ pub fn gif_lzw_zeros(min_code_size: u8, n: u64) -> Vec<u8> {
         w.put(code(run), size);
     }
     w.put(end, size);
-    let data = w.finish();
-    let mut out = vec![min_code_size];
-    for block in data.chunks(255) {
-        out.push(block.len() as u8);
-        out.extend_from_slice(block);
-    }
-    out.push(0);
-    out
+    gif_sub_blocks(min_code_size, &w.finish())
 }
 
 /// A VP8L normal prefix code for symbols 0 to 10 with code lengths 1, 2, ..., 9, 10, 10:
@@ -922,4 +908,16 @@ pub fn issue_18_seeds() -> Vec<(&'static str, Vec<u8>)> {
             webp_animated(1000, 1000, &[(0, 0, 1000, 1000, vp8l_flat(1000, 1000, [255, 0, 0, 0]))]),
         ),
     ]
+}
+
+/// GIF image data as it is stored: the LZW minimum code size, then the codes in sub-blocks
+/// of at most 255 bytes, then an empty block.
+fn gif_sub_blocks(min_code_size: u8, data: &[u8]) -> Vec<u8> {
+    let mut out = vec![min_code_size];
+    for block in data.chunks(255) {
+        out.push(block.len() as u8);
+        out.extend_from_slice(block);
+    }
+    out.push(0);
+    out
 }
