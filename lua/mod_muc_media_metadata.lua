@@ -86,8 +86,10 @@ local function load_library()
 end
 
 local mm = load_library();
-if type(mm) ~= "table" or type(mm.new_pool) ~= "function" then
-	error("The media_metadata library found has no new_pool(); is it an older version?", 0);
+-- An older library (no check_options) would fail later with a bare "attempt to call a nil value".
+if type(mm) ~= "table" or type(mm.new_pool) ~= "function" or type(mm.check_options) ~= "function" then
+	error(("The media_metadata library found (version %s) has no new_pool() or check_options(): install the library of this plugin's release, %s")
+		:format(type(mm) == "table" and tostring(mm.version) or "unknown", version), 0);
 end
 
 -- Configuration -------------------------------------------------------------------------------

@@ -758,6 +758,16 @@ describe("mod_muc_media_metadata", function ()
 			assert.is_true(ok, err);
 		end);
 
+		it("names an older library that lacks check_options as the cause", function ()
+			local old = { version = "0.0.9", new_pool = function () end };
+			package.loaded.media_metadata = old;
+			local module = stand_ins.module();
+			local ok, err = pcall(stand_ins.load_plugin, module);
+			package.loaded.media_metadata = nil;
+			assert.is_false(ok);
+			assert.truthy(err:find("version 0.0.9) has no new_pool() or check_options()", 1, true), err);
+		end);
+
 		it("raises an error naming every path tried when all fail", function ()
 			local ok, err, calls = load_from("/opt/tree/share/lua/5.4/mod_muc_media_metadata/mod_muc_media_metadata.lua",
 				"/nowhere/media_metadata.so");
