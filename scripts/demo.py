@@ -2,8 +2,9 @@
 a local media server with real images, and two occupants on loopback.
 
 alice posts each media URL in a room (jabber:x:oob); this prints the message bob receives,
-then the module's load line from Prosody's log. Exits 1 if any expected metadata is
-missing. Everything runs in a temporary folder that is removed at the end, also after a
+then the module's load line from Prosody's log, and writes one HTML page with each image
+beside the placeholders a client draws from that message (scripts/placeholders.py). Exits 1
+if any expected metadata or standard element is missing. Everything runs in a temporary folder that is removed at the end, also after a
 failure or Ctrl-C; Prosody is stopped.
 
 Reuses the integration tests' harness (tests/integration): ProsodyServer, install_plugin,
@@ -12,7 +13,10 @@ MediaServer and the slixmpp Client.
 
 import argparse
 import asyncio
+import base64
+import hashlib
 import io
+import os
 import logging
 import re
 import shutil
@@ -34,9 +38,15 @@ from media_server import MediaFile, MediaServer, make_files  # noqa: E402
 from prosody_server import ProsodyServer, install_plugin, lua_str  # noqa: E402
 from xmpp import NS_META, NS_OOB, Client  # noqa: E402
 
+sys.path.insert(0, str(REPO / "scripts"))
+from placeholders import Shared, page  # noqa: E402
+
 DOMAIN = "chat.localhost"
 PASSWORD = "demo password"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
+NS_SFS, NS_FILE, NS_HASHES = "urn:xmpp:sfs:0", "urn:xmpp:file:metadata:0", "urn:xmpp:hashes:2"
+NS_REFERENCE, NS_SIMS, NS_THUMBS = "urn:xmpp:reference:0", "urn:xmpp:sims:1", "urn:xmpp:thumbs:1"
+PAGE = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "demo" / "placeholders.html"
 
 
 def say(text: str = "") -> None:
@@ -75,9 +85,49 @@ def demo_files() -> list[tuple[MediaFile, str]]:
 def expected_metadata(f: MediaFile) -> dict[str, str | None]:
     """Field -> expected text (None: must be present, any value)."""
     if f.width is None:
-        return {"type": f.content_type}
+        return {"bytes": str(f.size), "type": f.content_type}
     return {"bytes": str(f.size), "type": f.content_type, "width": str(f.width),
             "height": str(f.height), "blurhash": None}
+
+
+def thumbnails(msg: ET.Element) -> dict[str, str]:
+    """The XEP-0264 thumbnails anywhere in `msg`, by kind: "png" and "thumbhash" (base64) and
+    "blurhash", from their data: URIs."""
+    out = {}
+    for t in msg.iter(f"{{{NS_THUMBS}}}thumbnail"):
+        uri = t.get("uri", "")
+        for kind, prefix in (("png", "data:image/png;base64,"), ("thumbhash", "data:image/thumbhash;base64,"),
+                             ("blurhash", "data:image/blurhash,")):
+            if uri.startswith(prefix):
+                out.setdefault(kind, uri[len(prefix):])
+    return out
+
+
+def client_elements_wrong(f: MediaFile, msg: ET.Element) -> list[str]:
+    """What a client would miss: the XEP-0447 file share with the body's SHA-256 (Dino needs
+    it), the SIMS reference, and for images the three thumbnails."""
+    bad = []
+    file = msg.find(f"{{{NS_SFS}}}file-sharing/{{{NS_FILE}}}file")
+    digest = base64.b64encode(hashlib.sha256(f.data).digest()).decode()
+    if file is None:
+        bad.append("XEP-0447 file share")
+    elif (file.findtext(f"{{{NS_HASHES}}}hash") or "").strip() != digest:
+        bad.append("XEP-0447 sha-256 hash")
+    if msg.find(f"{{{NS_REFERENCE}}}reference/{{{NS_SIMS}}}media-sharing") is None:
+        bad.append("SIMS reference")
+    if f.width is not None:
+        bad += [f"{kind} thumbnail" for kind in ("png", "thumbhash", "blurhash") if kind not in thumbnails(msg)]
+    return bad
+
+
+def shared_as_received(f: MediaFile, url: str, metadata: dict[str, str], msg: ET.Element) -> Shared:
+    """What bob's client learnt about `f`, for the page."""
+    number = lambda k: int(metadata[k]) if metadata.get(k, "").isdigit() else None  # noqa: E731
+    thumbs = thumbnails(msg)
+    return Shared(name=f.name, url=url, original=f.data if f.width else None,
+                  content_type=metadata.get("type", "?"), width=number("width"), height=number("height"),
+                  size=number("bytes"), blurhash=metadata.get("blurhash") or thumbs.get("blurhash"),
+                  thumbhash=thumbs.get("thumbhash"), png=thumbs.get("png"))
 
 
 # --- printing stanzas -------------------------------------------------------------------
@@ -126,7 +176,7 @@ Component {lua_str(DOMAIN)} "muc"
         return path
 
 
-async def post_all(server: ProsodyServer, media: MediaServer, files) -> int:
+async def post_all(server: ProsodyServer, media: MediaServer, files, shared: list[Shared]) -> int:
     missing = 0
     alice = Client(f"alice@localhost/demo-{uuid.uuid4().hex[:4]}", PASSWORD)
     bob = Client(f"bob@localhost/demo-{uuid.uuid4().hex[:4]}", PASSWORD)
@@ -153,6 +203,8 @@ async def post_all(server: ProsodyServer, media: MediaServer, files) -> int:
                    if k not in have or (v is not None and have[k] != v)]
             if "blurhash" in have and len(have["blurhash"]) != 28:  # 4 x 3 components
                 bad.append("blurhash")
+            bad += client_elements_wrong(f, got.xml)
+            shared.append(shared_as_received(f, url, have, got.xml))
             if bad:
                 missing += 1
                 say(f"MISSING or wrong: {', '.join(bad)} (expected {expected_metadata(f)}, got {have})")
@@ -200,7 +252,11 @@ def main() -> int:
         say(f"demo: Prosody {version.read_text().strip() if version.exists() else args.prosody} "
             f"on 127.0.0.1:{server.c2s_port}, module installed as a plain copy in {plugins}")
 
-        missing = loop.run_until_complete(asyncio.wait_for(post_all(server, media, files), 180))
+        shared: list[Shared] = []
+        missing = loop.run_until_complete(asyncio.wait_for(post_all(server, media, files, shared), 180))
+        PAGE.parent.mkdir(parents=True, exist_ok=True)
+        PAGE.write_text(page(shared, f"What bob's client can draw before downloading (Prosody {args.prosody})"))
+        say(f"demo: wrote {PAGE}: each image beside its BlurHash, ThumbHash and tiny-PNG placeholders\n")
 
         say(f"=== Prosody's log, {DOMAIN}, when the module loaded:")
         info = [line for line in server.log_text().splitlines()
@@ -218,7 +274,7 @@ def main() -> int:
             say(f"demo: FAILED: {missing} check(s) failed, {len(errors)} error(s) logged; Prosody's log:")
             say(server.tail(40))
             return 1
-        say(f"demo: all {len(files)} messages carried the expected metadata")
+        say(f"demo: all {len(files)} messages carried the expected metadata, file share and SIMS reference")
         return 0
     except KeyboardInterrupt:
         say("\ndemo: interrupted")
