@@ -10,7 +10,7 @@ source = {
 	url = "git+file://./",
 }
 description = {
-	summary = "Size, type, dimensions and BlurHash for media shared in Prosody MUC rooms",
+	summary = "Size, type, dimensions, hash and thumbnails for media shared in Prosody MUC rooms",
 	detailed = [[
 When an occupant shares a URL (XEP-0066 jabber:x:oob) in a multi-user chat, the server
 fetches it on a worker thread and adds <metadata xmlns="xmpp:prosody.im/protocol/media-metadata#0">
@@ -30,8 +30,15 @@ build = {
 	-- watches CC), and target/ rebuilt, each time a plain `cargo build` alternates with this.
 	build_command = "env -u CC cargo build --release --locked && cp target/release/libmedia_metadata.so target/release/media_metadata.so",
 	install = {
-		-- Prosody finds TREE/share/lua/5.4/mod_muc_media_metadata.lua on its plugin path.
-		lua = { mod_muc_media_metadata = "lua/mod_muc_media_metadata.lua" },
+		-- Prosody finds TREE/share/lua/5.4/mod_muc_media_metadata.lua on its plugin path, and
+		-- module:require "media_metadata_stanzas" finds the stanza builders in
+		-- TREE/share/lua/5.4/mod_muc_media_metadata/media_metadata_stanzas.lua (LuaRocks names
+		-- a module's file after the last part of its name: the ".lib" is dropped, and Prosody's
+		-- loader tries "name.lua" after "name.lib.lua").
+		lua = {
+			mod_muc_media_metadata = "lua/mod_muc_media_metadata.lua",
+			["mod_muc_media_metadata.media_metadata_stanzas"] = "lua/media_metadata_stanzas.lib.lua",
+		},
 		-- Prosody does not put TREE/lib/lua/5.4 on package.cpath; the plugin loads it from there.
 		lib = { media_metadata = "target/release/media_metadata.so" },
 	},

@@ -2,13 +2,14 @@
 --
 -- When an occupant shares a URL in <x xmlns="jabber:x:oob">, the server fetches it and adds
 -- <metadata xmlns="xmpp:prosody.im/protocol/media-metadata#0"> (size, type, dimensions,
--- BlurHash) before the room broadcasts and archives the message.
+-- BlurHash), an XEP-0447 file share and an XEP-0385 SIMS reference before the room
+-- broadcasts and archives the message.
 --
 -- Fetching and decoding happen on the worker threads of the native library
 -- (media_metadata.so). This file only hands URLs to them, watches the fd that wakes Prosody
--- when results are waiting, and edits stanzas on the main thread.
+-- when results are waiting, and holds messages on the main thread; the elements are written
+-- by media_metadata_stanzas.lib.lua.
 
-local st = require "util.stanza";
 local async = require "util.async";
 local server = require "net.server";
 local serialize = require "util.serialization".serialize;
@@ -20,8 +21,9 @@ local getpid = require "util.pposix".getpid;
 -- Released together with the library (Cargo.toml, the rockspec); the load line shows both.
 local version = "0.1.0";
 
-local xmlns_oob = "jabber:x:oob";
-local xmlns_metadata = "xmpp:prosody.im/protocol/media-metadata#0";
+-- Prosody finds it beside this file (mod_muc_media_metadata/media_metadata_stanzas.lib.lua)
+-- or, installed by LuaRocks, as share/lua/5.4/mod_muc_media_metadata/media_metadata_stanzas.lua.
+local stanzas = module:require "media_metadata_stanzas";
 
 -- Loading the native library ------------------------------------------------------------
 
@@ -99,7 +101,7 @@ end
 -- and whatever the library refuses is logged with the default used instead.
 local option_prefix = "media_metadata_";
 local periods = { deadline = true; connect_timeout = true; timeout = true; cache_ttl = true };
-local host_lists = { allow_hosts = true; deny_hosts = true };
+local lists = { allow_hosts = true; deny_hosts = true; formats = true };
 
 local function configured_value(name)
 	local value = module:get_option(option_prefix .. name);
@@ -108,8 +110,8 @@ local function configured_value(name)
 		-- COMPAT: get_option_period is new in Prosody 13; 0.12 takes numbers only. Only a whole
 		-- number and a unit go to it: it reads "1.5 days" as 5 days.
 		return module:get_option_period(option_prefix .. name) or value;
-	elseif host_lists[name] and type(value) == "string" then
-		return { value }; -- one host, as get_option_set would take it
+	elseif lists[name] and type(value) == "string" then
+		return { value }; -- one entry, as get_option_set would take it
 	end
 	return value;
 end
@@ -120,8 +122,8 @@ for _, name in ipairs(mm.option_names) do
 end
 local options, refused = mm.check_options(raw_options);
 for _, r in ipairs(refused) do
-	if r.expected == "a host name" then
-		module:log("error", "Ignoring %s in %s%s: expected a host name", serialize(r.value, "debug"), option_prefix, r.name);
+	if r.entry then -- one entry of a list, dropped alone
+		module:log("error", "Ignoring %s in %s%s: expected %s", serialize(r.value, "debug"), option_prefix, r.name, r.expected);
 	else
 		module:log("error", "Ignoring %s%s = %s: expected %s; using the default, %s", option_prefix, r.name,
 			serialize(module:get_option(option_prefix .. r.name), "debug"), r.expected, serialize(r.default, "debug"));
@@ -163,6 +165,9 @@ do
 end
 
 local deadline, max_urls = options.deadline, options.max_urls;
+-- The elements added for each URL: "metadata", "sfs", "sims" (an older library has no formats).
+local enabled = {};
+for _, name in ipairs(options.formats or stanzas.formats) do enabled[name] = true; end
 
 -- Metrics -----------------------------------------------------------------------------------
 
@@ -273,98 +278,6 @@ function module.unload()
 	stop_pool("module unloaded");
 end
 
--- Stanzas ---------------------------------------------------------------------------------
-
--- Field writers: each returns the text to write, or nil for a value that does not fit.
-local function whole_number(min)
-	return function (value)
-		local n = type(value) == "number" and math.tointeger(value);
-		if n and n >= min then
-			return ("%d"):format(n);
-		end
-	end
-end
-
-local function text_matching(pattern, max_length)
-	return function (value)
-		if type(value) == "string" and #value <= max_length and value:find(pattern) then
-			return value;
-		end
-	end
-end
-
--- How each field is written, in the order the contract gives; a value that does not fit
--- its field is left out rather than trusted (it may echo what a hostile server sent).
-local fields = {
-	{ "bytes", whole_number(0) };
-	{ "type", text_matching("^[%w][%w!#$&^_.+-]*/[%w][%w!#$&^_.+-]*$", 255) };
-	{ "width", whole_number(1) };
-	{ "height", whole_number(1) };
-	{ "blurhash", text_matching("^[%w#$%%*+,%-.:;=?@%[%]%^_{|}~]+$", 1024) };
-};
-
-local function metadata_element(result)
-	local metadata;
-	for _, field in ipairs(fields) do
-		local name, text_of = field[1], field[2];
-		local text = result[name] ~= nil and text_of(result[name]);
-		if text then
-			metadata = metadata or st.stanza("metadata", { xmlns = xmlns_metadata });
-			metadata:text_tag(name, text);
-		elseif result[name] ~= nil then
-			module:log("debug", "Leaving out %s = %s: not a valid value", name, serialize(result[name], "debug"));
-		end
-	end
-	return metadata;
-end
-
--- Whether any top-level child is oob or metadata: for most messages, this scan is all the
--- work done (no allocation, so nothing for the GC either).
-local function has_ours(stanza)
-	for _, child in ipairs(stanza.tags) do
-		local xmlns = child.attr.xmlns;
-		if xmlns == xmlns_oob or xmlns == xmlns_metadata then
-			return true;
-		end
-	end
-	return false;
-end
-
--- Drops <metadata> in our namespace that the sender put there (in any oob and at the top
--- level) and returns the distinct http(s) URLs with the oob elements that carry them.
-local function strip_and_collect(stanza)
-	local wanted, by_url, ignored = {}, {}, 0;
-	stanza:maptags(function (child)
-		local name, xmlns = child.name, child.attr.xmlns;
-		if name == "metadata" and xmlns == xmlns_metadata then
-			return nil;
-		elseif name == "x" and xmlns == xmlns_oob then
-			child:remove_children("metadata", xmlns_metadata);
-			local url = child:get_child_text("url");
-			url = url and url:match("^%s*(.-)%s*$");
-			-- Other schemes (aesgcm://, ...) cannot be fetched: don't spend a queue slot.
-			if url and url:find("^[Hh][Tt][Tt][Pp][Ss]?://") then
-				local entry = by_url[url];
-				if entry then
-					table.insert(entry.oobs, child);
-				elseif #wanted < max_urls then
-					entry = { url = url, oobs = { child } };
-					by_url[url] = entry;
-					wanted[#wanted+1] = entry;
-				else
-					ignored = ignored + 1;
-				end
-			end
-		end
-		return child;
-	end);
-	if ignored > 0 then
-		module:log("debug", "Not analysing %d more URLs in message %s (media_metadata_max_urls = %d)",
-			ignored, stanza.attr.id, max_urls);
-	end
-	return wanted;
-end
-
 -- Held messages -------------------------------------------------------------------------------
 
 -- A message with URLs leaves muc-occupant-groupchat at our handler, which returns true: the
@@ -434,21 +347,17 @@ local deliverer = async.runner(function (held)
 	end
 end);
 
--- Adds what the pool found to the message's oob elements, and counts each URL's outcome.
+-- Adds what the pool found to the message, and counts each URL's outcome.
 local function annotate(held)
 	if held.timer then
 		held.timer:stop();
 		held_for:sample(time_now() - held.started);
 	end
-	for _, entry in ipairs(held.wanted or {}) do
+	local wanted, analysed = held.wanted or {}, false;
+	for _, entry in ipairs(wanted) do
 		if entry.held then
 			jobs[entry.id] = nil; -- a result after the deadline is discarded
 			local done = entry.done;
-			local metadata = done and done.result and metadata_element(done.result);
-			if done and done.result and done.result.note then
-				-- Why a field is missing (say, no blurhash past max_bytes): for the admin only.
-				module:log("debug", "%s: %s", entry.url, done.result.note);
-			end
 			if not done then
 				module:log("debug", "No result for %s within %gs", entry.url, deadline);
 				count("deadline");
@@ -457,16 +366,24 @@ local function annotate(held)
 			elseif done.err then
 				module:log("debug", "Analysing %s failed: %s", entry.url, done.err);
 				count("failed", done.kind or "other");
-			elseif not metadata then
-				module:log("debug", "Nothing known about %s", entry.url);
-				count("unknown");
 			else
-				for i, oob in ipairs(entry.oobs) do
-					oob:add_direct_child(i == 1 and metadata or st.clone(metadata));
+				entry.result, analysed = done.result, true;
+				if done.result.note then
+					-- Why a field is missing (say, no blurhash past max_bytes): for the admin only.
+					module:log("debug", "%s: %s", entry.url, done.result.note);
 				end
-				-- error_kind: the picture could not be decoded, what came before it is known.
-				count("metadata", done.result.error_kind);
 			end
+		end
+	end
+	if not analysed then return; end
+	stanzas.add_elements(held.event.stanza, wanted, enabled);
+	for _, entry in ipairs(wanted) do
+		if entry.added then
+			-- error_kind: the picture could not be decoded, what came before it is known.
+			count("metadata", entry.result.error_kind);
+		elseif entry.result then
+			module:log("debug", "Nothing known about %s", entry.url);
+			count("unknown");
 		end
 	end
 end
@@ -491,11 +408,21 @@ function release(held)
 	if held.queue then pump(held.queue); end
 end
 
+-- The message's URLs, once any forged contract element is gone.
+local function collect(stanza)
+	local wanted, ignored = stanzas.strip_and_collect(stanza, max_urls);
+	if ignored > 0 then
+		module:log("debug", "Not analysing %d more URLs in message %s (media_metadata_max_urls = %d)",
+			ignored, stanza.attr.id, max_urls);
+	end
+	return wanted;
+end
+
 -- Submits the message's URLs; true if it is held (for them, or behind its sender's earlier
 -- message). A message with nothing to wait for allocates nothing.
 local function hold(event)
 	local stanza, room_jid, from = event.stanza, event.room.jid, event.from;
-	local wanted = has_ours(stanza) and strip_and_collect(stanza);
+	local wanted = stanzas.has_ours(stanza) and collect(stanza);
 	local analyse = wanted and wanted[1] and workers_here(); -- may release held messages
 	local room_queues = queues[room_jid];
 	local queue = room_queues and room_queues[from];

@@ -195,7 +195,22 @@ function stand_ins.native(settings)
 end
 
 local helpers_dir = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".";
-stand_ins.plugin_file = helpers_dir .. "/../../lua/mod_muc_media_metadata.lua";
+stand_ins.lua_dir = helpers_dir .. "/../../lua";
+stand_ins.plugin_file = stand_ins.lua_dir .. "/mod_muc_media_metadata.lua";
+
+-- module:require "name" as core.moduleapi has it: name.lib.lua beside the plugin, run in
+-- the plugin's environment.
+local function require_lib(module, name)
+	local f = assert(loadfile(("%s/%s.lib.lua"):format(stand_ins.lua_dir, name), "t", module.environment));
+	return f();
+end
+
+-- The stanza library alone, in an environment whose `module` is `module` (for its logs).
+function stand_ins.stanza_library(module)
+	module = module or stand_ins.module();
+	module.environment = setmetatable({ module = module }, { __index = _G });
+	return require_lib(module, "media_metadata_stanzas"), module;
+end
 
 -- Runs the plugin as Prosody's module loader does: its own environment, `module` a global
 -- in it, everything else from _G (or from `env`, for what a test replaces).
@@ -203,6 +218,8 @@ function stand_ins.load_plugin(module, env)
 	env = env or {};
 	env.module = module;
 	setmetatable(env, { __index = _G });
+	module.environment = env;
+	module.require = require_lib;
 	local f = assert(loadfile(stand_ins.plugin_file, "t", env));
 	f();
 	return env;
