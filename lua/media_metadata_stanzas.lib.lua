@@ -286,7 +286,7 @@ local function senders_shares(stanza)
 			if data.attr.target then sfs[data.attr.target] = true; end
 		end
 	end
-	for child in stanza:childtags() do
+	for _, child in ipairs(stanza.tags) do -- (childtags() would see only jabber:client children)
 		local xmlns = child.attr.xmlns;
 		if child.name == "file-sharing" and xmlns == xmlns_sfs then
 			file_shares = file_shares + 1;
