@@ -5,13 +5,16 @@
 2. A binary rock: `luarocks --lua-version 5.4 make --pack-binary-rock`, then
    `prosodyctl install /full/path/FILE.rock` into the server's `installer_plugin_path`
    (prosodyctl changes to the data directory first: "./FILE.rock" is not found there).
-3. A plain copy (the plugin and media_metadata.so in mod_muc_media_metadata/ in a directory
-   of plugin_paths): the layout the session's `prosody` fixture uses for every other test;
-   here only its load line is checked.
+3. A plain copy (the plugin, its stanza library media_metadata_stanzas.lib.lua and
+   media_metadata.so in mod_muc_media_metadata/ in a directory of plugin_paths): the layout
+   the session's `prosody` fixture uses for every other test; here its files and load line
+   are checked (test_client_elements.py posts to a plain copy of its own).
 
 Layouts 1 and 2 each start their own Prosody whose only copy of the module is the one
-installed by the commands above, post a real photo in a room, and check the <metadata>
-another occupant receives. `luarocks make` runs the rockspec's build_command (cargo) in the
+installed by the commands above, post a real photo in a room, and check the <metadata>, the
+file share and the SIMS reference another occupant receives. LuaRocks installs the stanza
+library as TREE/share/lua/5.4/mod_muc_media_metadata/media_metadata_stanzas.lua (it names a
+module's file after its name, dropping ".lib"), where Prosody's module:require finds it. `luarocks make` runs the rockspec's build_command (cargo) in the
 checkout, so it reuses target/ and costs a no-op cargo build when the library is current.
 """
 
@@ -28,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from prosody_server import DEADLINE, MUC_DOMAIN, REPO, SLOW_DEADLINE, SLOW_DOMAIN, STRICT_DOMAIN, ProsodyServer
+from test_client_elements import file_shares, q, sfs_url, sha256_b64, sims_refs, sims_url
 from xmpp import Client, oob_metadata, oob_xml, xml_str
 
 pytestmark = pytest.mark.plugin
@@ -36,6 +40,8 @@ PASSWORD = "correct horse battery staple"
 ROCKSPEC = REPO / "mod_muc_media_metadata-0.1.0-1.rockspec"
 ROCK_NAME = "mod_muc_media_metadata-0.1.0-1.linux-x86_64.rock"
 LUAROCKS = ["luarocks", "--lua-version", "5.4"]
+# Where LuaRocks puts the stanza library (rockspec, build.install.lua).
+TREE_LIB = "share/lua/5.4/mod_muc_media_metadata/media_metadata_stanzas.lua"
 BUILD_TIMEOUT = 1800  # luarocks make runs cargo: a cold build takes minutes on 2 cores
 
 INFO_LINE = re.compile(
@@ -113,7 +119,8 @@ def assert_loaded_from(server: ProsodyServer, library: Path, plugin: Path):
 
 
 def photo_gets_metadata(run, server: ProsodyServer, media):
-    """alice posts a real photo's URL; bob receives it with the right <metadata>."""
+    """alice posts a real photo's URL; bob receives it with the right <metadata>, and the
+    file share and SIMS reference that only the stanza library writes."""
     photo = media.files["photo.jpg"]
 
     async def body():
@@ -140,6 +147,9 @@ def photo_gets_metadata(run, server: ProsodyServer, media):
             assert values["type"] == "image/jpeg"
             assert (int(values["width"]), int(values["height"])) == (photo.width, photo.height) == (1600, 1200)
             assert len(values["blurhash"]) == 28, values
+            [share], [ref] = file_shares(got.xml), sims_refs(got.xml)
+            assert sfs_url(share) == sims_url(ref) == url, xml_str(got.xml)
+            assert share.find(q("fm:file")).find(q("hash:hash")).text == sha256_b64(photo.data)
             assert media.hits(url) == 1
         finally:
             for c in clients:
@@ -163,6 +173,7 @@ def test_luarocks_make_tree(request, tmp_path, run, media):
     plugin = tree / "share/lua/5.4/mod_muc_media_metadata.lua"
     library = tree / "lib/lua/5.4/media_metadata.so"
     assert plugin.is_file() and library.is_file(), sorted(str(p) for p in tree.rglob("*"))
+    assert (tree / TREE_LIB).is_file(), sorted(str(p) for p in tree.rglob("*"))
 
     # plugin_paths names the tree; installer_plugin_path is an empty folder, so that a
     # /var/lib/prosody/custom_plugins from a manual install on this machine cannot stand in.
@@ -218,6 +229,7 @@ def test_binary_rock_prosodyctl_install(request, tmp_path, run, media):
     plugin = tree / "share/lua/5.4/mod_muc_media_metadata.lua"
     library = tree / "lib/lua/5.4/media_metadata.so"
     assert plugin.is_file() and library.is_file(), (out, sorted(str(p) for p in tree.rglob("*")))
+    assert (tree / TREE_LIB).is_file(), (out, sorted(str(p) for p in tree.rglob("*")))
 
     with running(server):
         photo_gets_metadata(run, server, media)
@@ -269,6 +281,8 @@ def test_plain_copy_logs_one_info_line_per_component(prosody):
     and each component's own settings."""
     lib = Path(prosody.plugin_paths[0]) / "mod_muc_media_metadata" / "media_metadata.so"
     assert lib.is_file(), lib
+    stanzas = lib.with_name("media_metadata_stanzas.lib.lua")
+    assert stanzas.is_file(), f"{stanzas} is missing: the plain copy must carry the plugin's stanza library"
     log = prosody.log_text()
     loaded = re.findall(r"Loaded the media_metadata library from (\S+)", log)
     assert len(loaded) >= 3 and set(loaded) == {str(lib)}, prosody.tail(60)
