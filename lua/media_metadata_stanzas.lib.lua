@@ -142,8 +142,9 @@ end
 
 local function png_thumbnail(fields)
 	if fields.thumbnail and fields.thumbnail_width and fields.thumbnail_height then
-		return thumbnail("data:image/png;base64," .. fields.thumbnail, "image/png",
-			fields.thumbnail_width, fields.thumbnail_height);
+		-- Both elements share one URI string (a few hundred bytes).
+		fields.png_uri = fields.png_uri or "data:image/png;base64," .. fields.thumbnail;
+		return thumbnail(fields.png_uri, "image/png", fields.thumbnail_width, fields.thumbnail_height);
 	end
 end
 
@@ -196,12 +197,14 @@ end
 -- Movim (app/Message.php, movim/movim bf786260) keeps a share only with url, media-type, size
 -- and name, and reads only the first <thumbnail>, drawing it only as data:image/thumbhash;base64.
 local function sims_reference(url, fields)
-	local file = st.stanza("file", { xmlns = xmlns_jingle_file });
-	local any = false;
-	for _, pair in ipairs({ { "media-type", fields.type }, { "name", fields.name }, { "size", fields.bytes },
-		{ "date", fields.date } }) do
-		if pair[2] then file:text_tag(pair[1], pair[2]); any = true; end
+	if not (fields.type or fields.name or fields.bytes or fields.date or fields.width or fields.height) then
+		return nil;
 	end
+	local file = st.stanza("file", { xmlns = xmlns_jingle_file });
+	if fields.type then file:text_tag("media-type", fields.type); end
+	if fields.name then file:text_tag("name", fields.name); end
+	if fields.bytes then file:text_tag("size", fields.bytes); end
+	if fields.date then file:text_tag("date", fields.date); end
 	if fields.sha256 then
 		file:text_tag("hash", fields.sha256, { xmlns = xmlns_hashes; algo = "sha-256" });
 	end
@@ -211,8 +214,6 @@ local function sims_reference(url, fields)
 		local ms = tonumber(fields.length);
 		schema_tag(file, "duration", ("PT%d.%03dS"):format(ms // 1000, ms % 1000));
 	end
-	any = any or fields.width or fields.height;
-	if not any then return nil; end
 	-- ThumbHash first (Movim reads only the first; Cheogram uses the first hash it can draw
 	-- while the PNG, which it draws as a picture, is taken in FileBackend.getThumbnail).
 	if fields.thumbhash then
