@@ -176,6 +176,7 @@ class MediaServer:
         self._misbehave: dict[str, tuple[str, int]] = {}  # path -> (kind, size)
         self._sent: dict[str, int] = {}  # path -> body bytes written (misbehaving paths)
         self._stopping = threading.Event()
+        self._only_agent: str | None = None  # requests from other User-Agents get a 403
         self.log: list[tuple[str, str, dict]] = []  # (method, path, headers)
 
         server = self
@@ -192,8 +193,13 @@ class MediaServer:
                     server._hits[path] = server._hits.get(path, 0) + 1
                     server.log.append((self.command, path, dict(self.headers)))
                     hang = path in server._hang
+                    refuse = server._only_agent is not None and not self.headers.get(
+                        "User-Agent", "").startswith(server._only_agent)
                     delay = server._delay.get(path, 0.0)
                     misbehave = server._misbehave.get(path)
+                if refuse:
+                    self.send_error(403)
+                    return
                 if hang:
                     # Accept and never answer (until the server stops or HANG_MAX).
                     server._stopping.wait(server.HANG_MAX)
@@ -310,6 +316,13 @@ class MediaServer:
         """Requests for this URL's path are answered after `seconds`."""
         with self._lock:
             self._delay[self.path_of(url)] = seconds
+
+    def refuse_other_agents(self, user_agent_prefix: str) -> None:
+        """From now on, requests whose User-Agent does not start with the prefix are logged and
+        answered 403: a client's own download fails at once (its placeholder stays), and since
+        nothing is left pending, no request of its waits in a per-host connection queue."""
+        with self._lock:
+            self._only_agent = user_agent_prefix
 
     # Misbehaviours for the load and fault tests. Each answers 200 with the file's type.
     STREAM_MAX = 1 << 30  # an endless body stops after this many bytes at the latest

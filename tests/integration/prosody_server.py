@@ -33,10 +33,13 @@ def lua_str(s) -> str:
 
 
 def install_plugin(dest: Path, plugin_lua: Path, library: Path) -> Path:
-    """Install layout 2 of the design: a plain copy in a directory of plugin_paths."""
+    """Install layout 2 of the design: a plain copy in a directory of plugin_paths, with the
+    plugin's `module:require` libraries (every `*.lib.lua` beside it) carried along."""
     mod = dest / "mod_muc_media_metadata"
     mod.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(plugin_lua, mod / "mod_muc_media_metadata.lua")
+    for lib in Path(plugin_lua).parent.glob("*.lib.lua"):
+        shutil.copyfile(lib, mod / lib.name)
     shutil.copyfile(library, mod / "media_metadata.so")
     return dest
 
@@ -44,14 +47,19 @@ def install_plugin(dest: Path, plugin_lua: Path, library: Path) -> Path:
 class ProsodyServer:
     def __init__(self, version: str, workdir: Path, plugin_paths: list[Path], with_plugin: bool,
                  *, admin_shell: bool = False, extra_config: str = "", log_level: str = "debug",
-                 daemonize: bool = False, global_config: str = "", log_config: str | None = None):
+                 daemonize: bool = False, global_config: str = "", log_config: str | None = None,
+                 tls: bool = False, c2s_port: int | None = None):
         """admin_shell: also enable mod_admin_shell (and its admin_socket), for `shell()`.
         extra_config: Lua appended to the config (say, another Component).
         log_level: the least level written to prosody.log (tests read debug lines).
         daemonize: start with -D, as `prosodyctl start` and Debian's init script do (the
         process forks into the background; its pid is then the pidfile's).
         global_config: Lua for the global section (say, statistics = "internal").
-        log_config: the config's `log = ...` line in place of the one to prosody.log."""
+        log_config: the config's `log = ...` line in place of the one to prosody.log.
+        tls: load mod_tls (STARTTLS with the certificates put in `dir/certs` before start);
+        plaintext clients keep working beside it (encryption is not required).
+        c2s_port: listen for clients there (say 5222, where a client without SRV records
+        looks) instead of a free port."""
         if version not in BINARIES:
             raise ValueError(f"unknown Prosody version {version!r}: use one of {sorted(BINARIES)}")
         self.version = version
@@ -67,7 +75,8 @@ class ProsodyServer:
         self.extra_config = extra_config
         self.global_config = global_config
         self.log_config = log_config
-        self.c2s_port = free_port()
+        self.tls = tls
+        self.c2s_port = c2s_port or free_port()
         self.address = "127.0.0.1"  # where c2s listens
         self.config = self.dir / "prosody.cfg.lua"
         self.log_file = self.dir / "prosody.log"
@@ -98,8 +107,8 @@ local_interfaces = {{ "127.0.0.1" }}
 
 {self.log_config or f"log = {{ {self.log_level} = {lua_str(self.log_file)} }}"}
 
-modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "time"; "version"{'; "admin_shell"' if self.admin_shell else ""} }}
-modules_disabled = {{ "s2s"; "tls"; "offline" }}
+modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "time"; "version"{'; "admin_shell"' if self.admin_shell else ""}{'; "tls"' if self.tls else ""} }}
+modules_disabled = {{ "s2s"{"" if self.tls else '; "tls"'}; "offline" }}
 
 authentication = "internal_hashed"
 c2s_require_encryption = false
