@@ -129,10 +129,11 @@ end
 
 -- Thumbnails --------------------------------------------------------------------------------
 
--- RFC 2397 data URIs take URL-encoded text: a BlurHash may hold "#", "%", "?" and "[]".
--- Cheogram parses the URI (android.net.Uri) and decodes its scheme-specific part.
+-- RFC 2397 data URIs take URI characters (RFC 2396 reserved and unreserved) and %XX for the
+-- rest: of the BlurHash alphabet, "#" (it would start a fragment), "%", "[", "]", "^", "{",
+-- "|" and "}". Cheogram parses the URI (android.net.Uri) and decodes its scheme-specific part.
 local function percent_encode(text)
-	return (text:gsub("[^%w%-._~]", function (c) return ("%%%02X"):format(c:byte()); end));
+	return (text:gsub("[^%w%-_.!~*'();/?:@&=+$,]", function (c) return ("%%%02X"):format(c:byte()); end));
 end
 
 local function thumbnail(uri, media_type, width, height)
