@@ -126,7 +126,7 @@ fn name(path: &str) -> String {
 }
 
 fn body(data: Vec<u8>) -> Body {
-    Body { data, complete: true, content_length: None, content_type: None }
+    Body { data, complete: true, ..Body::default() }
 }
 
 fn read(path: &str) -> Vec<u8> {

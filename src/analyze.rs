@@ -1,6 +1,8 @@
-//! One URL in, metadata out: fetch, tell the type, decode, hash.
+//! One URL in, metadata out: fetch, tell the type, decode, hash, make thumbnails.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use base64::Engine;
 
 use crate::background::{self, Budget, Cancel};
 use crate::decode;
@@ -17,6 +19,18 @@ pub struct Metadata {
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub blurhash: Option<String>,
+    /// A safe file name (Content-Disposition, else the shared URL's last path segment).
+    pub name: Option<String>,
+    /// Last-Modified, XEP-0082 (`YYYY-MM-DDThh:mm:ssZ`).
+    pub date: Option<String>,
+    /// Base64 (standard, padded) SHA-256 of the whole body, only when all of it was read.
+    pub sha256: Option<String>,
+    /// Base64 ThumbHash of the upright picture.
+    pub thumbhash: Option<String>,
+    /// Base64 of a tiny PNG of the upright picture, `thumbnail_width` x `thumbnail_height`.
+    pub thumbnail: Option<String>,
+    pub thumbnail_width: Option<u32>,
+    pub thumbnail_height: Option<u32>,
     /// Why a field the admin might expect is missing (for logs and tools, never for clients).
     pub note: Option<String>,
     /// The kind of error (`Error::kind`) that kept the picture from being decoded, when only
@@ -51,11 +65,17 @@ pub fn analyze_cancellable(fetcher: &Fetcher, url: &str, cancel: Option<Cancel>)
 pub fn describe(body: &Body, opts: &Options) -> Result<Metadata> {
     let sniffed = sniff::sniff(&body.data);
     let mut meta = Metadata {
-        bytes: body.content_length.or(body.complete.then_some(body.data.len() as u64)),
+        bytes: body.content_length.or(body.length).or(body.complete.then_some(body.data.len() as u64)),
         mime: sniffed.map(str::to_owned).or_else(|| body.content_type.as_deref().and_then(sniff::content_type_essence)),
+        name: body.name.clone(),
+        date: body.date.clone(),
+        sha256: body.sha256.map(|h| base64::engine::general_purpose::STANDARD.encode(h)),
         ..Metadata::default()
     };
     let Some(image) = sniffed.filter(|m| sniff::is_decodable(m)) else {
+        if opts.formats.files() && meta.sha256.is_none() {
+            meta.note = Some(format!("body is larger than max_bytes ({}): no sha256", opts.max_bytes));
+        }
         return Ok(meta);
     };
     let decoded = if body.complete {
@@ -67,7 +87,7 @@ pub fn describe(body: &Body, opts: &Options) -> Result<Metadata> {
     } else {
         // Past max_bytes: the header may still be within what was read.
         let mut header_only = decode::decode(&body.data, image, false, opts).ok();
-        let note = format!("body is larger than max_bytes ({}): no blurhash", opts.max_bytes);
+        let note = format!("body is larger than max_bytes ({}): no blurhash, no sha256", opts.max_bytes);
         match header_only.as_mut() {
             Some(d) => d.note = Some(note),
             None => meta.note = Some(note),
@@ -81,6 +101,12 @@ pub fn describe(body: &Body, opts: &Options) -> Result<Metadata> {
     meta.width = Some(w);
     meta.height = Some(h);
     meta.blurhash = decoded.blurhash;
+    if let Some(t) = decoded.thumbnails {
+        meta.thumbhash = Some(t.thumbhash);
+        meta.thumbnail = Some(t.png);
+        meta.thumbnail_width = Some(t.png_width);
+        meta.thumbnail_height = Some(t.png_height);
+    }
     meta.note = decoded.note;
     Ok(meta)
 }

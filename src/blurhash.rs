@@ -1,5 +1,8 @@
 //! Where the BlurHash comes from: pixels are averaged down to a small picture in linear light
 //! (EXIF orientation and alpha flattening applied on the way), and that picture is encoded.
+//! For pictures with alpha the shrink also keeps their transparency (premultiplied sums
+//! beside the flattened ones), which the ThumbHash and the tiny PNG of [`crate::thumbnail`]
+//! are made from: [`Shrunk::rgba8`].
 //!
 //! The shrink visits every source pixel once and keeps no full-size copy; the encoder runs on
 //! at most `SHRINK_TO` x `SHRINK_TO` cells with separable cosine sums. The basis functions are
@@ -39,6 +42,11 @@ impl Layout {
             Layout::Rgba | Layout::Cmyk => 4,
         }
     }
+
+    /// Whether the layout carries alpha (kept by the shrink for the thumbnails).
+    pub fn has_alpha(self) -> bool {
+        matches!(self, Layout::LumaAlpha | Layout::Rgba)
+    }
 }
 
 static SRGB_TO_LINEAR: Lazy<[f32; 256]> = Lazy::new(|| {
@@ -56,6 +64,11 @@ fn linear_to_srgb(v: f32) -> u32 {
     (s * 255.0 + 0.5) as u32
 }
 
+/// A linear value (clamped to 0..1) as an 8-bit sRGB value.
+pub fn srgb_byte(v: f32) -> u8 {
+    linear_to_srgb(v).min(255) as u8
+}
+
 /// A small picture in linear RGB with, for each column and row, the position (0..1) in the
 /// full-size picture that the cell stands for and its share of the source pixels (cells
 /// differ by a pixel when the sizes do not divide, which matters for small pictures).
@@ -64,6 +77,9 @@ pub struct Shrunk {
     pub width: usize,
     pub height: usize,
     pub pixels: Vec<[f32; 3]>,
+    /// For layouts with alpha: each cell's mean alpha (0..1) and its mean colour in linear
+    /// light weighted by alpha (straight, not premultiplied; black where alpha is 0).
+    pub alpha: Option<Vec<[f32; 4]>>,
     col_pos: Vec<f32>,
     row_pos: Vec<f32>,
     col_weight: Vec<f32>,
@@ -141,6 +157,8 @@ pub struct Shrinker {
     row_stride: u32,
     col_stride: u32,
     sums: Vec<[f32; 3]>,
+    /// For layouts with alpha: per cell, the sums of alpha times linear R, G, B, and of alpha.
+    alpha_sums: Option<Vec<[f32; 4]>>,
 }
 
 impl Shrinker {
@@ -181,6 +199,7 @@ impl Shrinker {
             row_stride,
             col_stride,
             sums: vec![[0f32; 3]; (cells_w * cells_h) as usize],
+            alpha_sums: layout.has_alpha().then(|| vec![[0f32; 4]; (cells_w * cells_h) as usize]),
         })
     }
 
@@ -202,6 +221,11 @@ impl Shrinker {
         // The pixels k with start <= x0 + k dx < end, for a source range [start, end).
         let first = |x: u64| x.saturating_sub(x0).div_ceil(dx).min(present) as usize;
         let base = (self.rows.cell_of(y) * self.row_stride) as usize;
+        if self.alpha_sums.is_some() {
+            self.add_translucent(base, row, first);
+            return Ok(());
+        }
+        // Opaque layouts (most photos): this loop alone, as fast as before alpha was kept.
         for c in 0..self.cols.cells {
             let (start, end) = self.cols.source(c);
             let (k0, k1) = (first(start), first(end));
@@ -223,14 +247,59 @@ impl Shrinker {
         Ok(())
     }
 
+    /// `add_pixels` for layouts with alpha: the flattened colour for the BlurHash and the
+    /// alpha-weighted colour and alpha for the thumbnails. `first(x)` is the index of the
+    /// first pixel of `row` at or after source column `x`.
+    fn add_translucent(&mut self, base: usize, row: &[u8], first: impl Fn(u64) -> usize) {
+        let lin = &*SRGB_TO_LINEAR;
+        let ch = self.layout.channels();
+        let Some(alpha_sums) = self.alpha_sums.as_mut() else { return };
+        for c in 0..self.cols.cells {
+            let (start, end) = self.cols.source(c);
+            let (k0, k1) = (first(start), first(end));
+            if k0 >= k1 {
+                continue;
+            }
+            let (mut acc, mut kept) = ([0f32; 3], [0f32; 4]);
+            for px in row[k0 * ch..k1 * ch].chunks_exact(ch) {
+                let [r, g, b] = to_linear(px, self.layout, lin);
+                acc[0] += r;
+                acc[1] += g;
+                acc[2] += b;
+                let (a, [r, g, b]) = straight(px, self.layout, lin);
+                kept[0] += a * r;
+                kept[1] += a * g;
+                kept[2] += a * b;
+                kept[3] += a;
+            }
+            let at = base + c as usize * self.col_stride as usize;
+            let s = &mut self.sums[at];
+            s[0] += acc[0];
+            s[1] += acc[1];
+            s[2] += acc[2];
+            let k = &mut alpha_sums[at];
+            k.iter_mut().zip(kept).for_each(|(k, v)| *k += v);
+        }
+    }
+
     /// The averaged picture.
     pub fn finish(mut self) -> Shrunk {
         let (x_axis, y_axis) = if self.transposed { (&self.rows, &self.cols) } else { (&self.cols, &self.rows) };
         let cells_w = self.cells_w as usize;
+        let count = |i: usize| (x_axis.count(i % cells_w) * y_axis.count(i / cells_w)) as f32;
         for (i, s) in self.sums.iter_mut().enumerate() {
-            let n = (x_axis.count(i % cells_w) * y_axis.count(i / cells_w)) as f32;
+            let n = count(i);
             for c in s.iter_mut() {
                 *c /= n;
+            }
+        }
+        if let Some(kept) = self.alpha_sums.as_mut() {
+            for (i, k) in kept.iter_mut().enumerate() {
+                let (n, a) = (count(i), k[3]);
+                for c in &mut k[..3] {
+                    *c = if a > 0.0 { *c / a } else { 0.0 };
+                }
+                k[3] = a / n;
             }
         }
         Shrunk {
@@ -241,7 +310,27 @@ impl Shrinker {
             col_weight: x_axis.weights(),
             row_weight: y_axis.weights(),
             pixels: self.sums,
+            alpha: self.alpha_sums,
         }
+    }
+}
+
+impl Shrunk {
+    /// The picture as 8-bit sRGB RGBA (straight alpha; 255 for layouts without alpha).
+    pub fn rgba8(&self) -> Vec<u8> {
+        let byte = srgb_byte;
+        match &self.alpha {
+            Some(kept) => kept
+                .iter()
+                .flat_map(|k| [byte(k[0]), byte(k[1]), byte(k[2]), (k[3].clamp(0.0, 1.0) * 255.0 + 0.5) as u8])
+                .collect(),
+            None => self.pixels.iter().flat_map(|p| [byte(p[0]), byte(p[1]), byte(p[2]), 255]).collect(),
+        }
+    }
+
+    /// Each column's and each row's share of the source pixels (x, then y).
+    pub fn weights(&self) -> (&[f32], &[f32]) {
+        (&self.col_weight, &self.row_weight)
     }
 }
 
@@ -281,6 +370,16 @@ fn to_linear(px: &[u8], layout: Layout, lin: &[f32; 256]) -> [f32; 3] {
             let c = |ink: u8| lin[(((255 - ink as u32) * paper + 127) / 255) as usize];
             [c(px[0]), c(px[1]), c(px[2])]
         }
+    }
+}
+
+/// Alpha (0..1) and the colour in linear light, not flattened.
+#[inline]
+fn straight(px: &[u8], layout: Layout, lin: &[f32; 256]) -> (f32, [f32; 3]) {
+    match layout {
+        Layout::LumaAlpha => (px[1] as f32 / 255.0, [lin[px[0] as usize]; 3]),
+        Layout::Rgba => (px[3] as f32 / 255.0, [lin[px[0] as usize], lin[px[1] as usize], lin[px[2] as usize]]),
+        _ => (1.0, to_linear(px, layout, lin)),
     }
 }
 

@@ -1,4 +1,5 @@
-//! Pixels from image bytes, under limits, straight into the BlurHash shrink.
+//! Pixels from image bytes, under limits, straight into the BlurHash shrink, and from that
+//! one shrunk picture the BlurHash and, when wanted, the thumbnails ([`crate::thumbnail`]).
 //!
 //! JPEG is decoded at the smallest DCT scale (1/8, 1/4, 1/2) that still gives the shrink enough
 //! pixels: at 1/8 (photos of about 1 MP and more) from the DC coefficients alone by
@@ -22,6 +23,7 @@ use crate::jpeg_dc;
 use crate::jpeg_markers;
 use crate::options::Options;
 use crate::png_rows::{self, Failure};
+use crate::thumbnail::{self, Thumbnails};
 use crate::vp8l::Verdict;
 use crate::webp;
 
@@ -53,8 +55,17 @@ impl Header {
 pub struct Decoded {
     pub header: Header,
     pub blurhash: Option<String>,
+    /// ThumbHash and tiny PNG, from the same shrunk picture, when `Formats::files` wants them.
+    pub thumbnails: Option<Thumbnails>,
     /// Why there is no hash, for the admin (never sent to clients).
     pub note: Option<String>,
+}
+
+impl Decoded {
+    /// The header alone: no pixels were decoded, for the reason in `note`.
+    fn header_only(header: Header, note: Option<String>) -> Decoded {
+        Decoded { header, blurhash: None, thumbnails: None, note }
+    }
 }
 
 /// Reads the header of `bytes` (of the decodable type `mime`) and, when `hash` is set and the
@@ -87,7 +98,7 @@ fn over_limit(header: Header, hash: bool, opts: &Options) -> Option<Decoded> {
     } else {
         return None;
     };
-    Some(Decoded { header, blurhash: None, note })
+    Some(Decoded::header_only(header, note))
 }
 
 /// Stops before decoding when the decoder would allocate more than the limit: `need` bytes,
@@ -100,7 +111,7 @@ fn over_memory(header: Header, need: u64, what: &str, opts: &Options) -> Option<
             "{what} of {}x{} need {need} MiB, over the decoder limit ({room} MiB): no blurhash",
             header.width, header.height
         );
-        Decoded { header, blurhash: None, note: Some(note) }
+        Decoded::header_only(header, Some(note))
     })
 }
 
@@ -111,7 +122,14 @@ fn finish(header: Header, pixels: &[u8], width: u32, height: u32, layout: Layout
 fn hash(header: Header, shrunk: Shrunk, opts: &Options) -> DecodeResult {
     let (w, h) = header.upright();
     let (cx, cy) = blurhash::components(w, h, opts.components_long, opts.components_short);
-    Ok(Decoded { header, blurhash: Some(blurhash::encode(&shrunk, cx, cy)?), note: None })
+    let blurhash = Some(blurhash::encode(&shrunk, cx, cy)?);
+    // The thumbnails are extras: should they fail, the BlurHash still goes out, with a note.
+    let (thumbnails, note) = match opts.formats.files().then(|| thumbnail::thumbnails(&shrunk)) {
+        Some(Ok(t)) => (Some(t), None),
+        Some(Err(e)) => (None, Some(format!("{e}: no thumbnails"))),
+        None => (None, None),
+    };
+    Ok(Decoded { header, blurhash, thumbnails, note })
 }
 
 /// A scaled JPEG decode averages 8x8 blocks in gamma space, not in linear light as the shrink
@@ -128,7 +146,7 @@ fn jpeg(bytes: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
         let header = Header { width: f.width as u32, height: f.height as u32, orientation };
         // A picture over max_pixels says so first: that alone would stop it.
         let over = over_limit(header, want_hash, opts).filter(|d| d.note.is_some());
-        return Ok(over.unwrap_or(Decoded { header, blurhash: None, note: Some(why) }));
+        return Ok(over.unwrap_or(Decoded::header_only(header, Some(why))));
     }
     let mut decoder = jpeg_decoder::Decoder::new(Yielding::new(bytes));
     decoder.set_max_decoding_buffer_size(usize::try_from(pixel_memory(opts)).unwrap_or(usize::MAX));
@@ -196,7 +214,7 @@ fn with_image(bytes: &[u8], format: ImageFormat, want_hash: bool, opts: &Options
     let too_costly = match format {
         ImageFormat::Gif => gif_over_memory(header, gif_first_frame(bytes), opts),
         ImageFormat::WebP => match webp::decode_cost(bytes, width, height)? {
-            Verdict::Refused(why) => Some(Decoded { header, blurhash: None, note: Some(why) }),
+            Verdict::Refused(why) => Some(Decoded::header_only(header, Some(why))),
             Verdict::Costs(need) => over_memory(header, need, "WebP decode buffers", opts),
         },
         _ => None,
@@ -223,7 +241,7 @@ fn png(bytes: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
     if let Some(done) = over_limit(header, want_hash, opts) {
         return Ok(done);
     }
-    let refused = |why: String| Ok(Decoded { header, blurhash: None, note: Some(why) });
+    let refused = |why: String| Ok(Decoded::header_only(header, Some(why)));
     if width > png_rows::MAX_WIDTH {
         return refused(format!("PNG {width} pixels wide (over {}): no blurhash", png_rows::MAX_WIDTH));
     }
@@ -282,7 +300,7 @@ fn gif_over_memory(header: Header, frame: GifFirstFrame, opts: &Options) -> Opti
     let frame_pixels = w as u64 * h as u64;
     if frame_pixels > opts.max_pixels {
         let note = format!("first frame of {w}x{h} is more than max_pixels ({}): no blurhash", opts.max_pixels);
-        return Some(Decoded { header, blurhash: None, note: Some(note) });
+        return Some(Decoded::header_only(header, Some(note)));
     }
     let in_place = left == 0 && w == header.width && top + h <= header.height;
     let need = 4 * header.pixels() + frame_pixels + if in_place { 0 } else { 4 * frame_pixels } + frame.kept;

@@ -46,6 +46,9 @@ pub enum Error {
     Option { name: String, why: String },
     #[error("invalid BlurHash: {0}")]
     BlurHash(String),
+    /// Pixels the ThumbHash or PNG encoder cannot take (never seen from a decoded image).
+    #[error("cannot make a thumbnail: {0}")]
+    Thumbnail(String),
     #[error("queue full")]
     QueueFull,
     #[error("the pool is closed")]
@@ -91,7 +94,9 @@ impl Error {
     /// - `queue_full`: the pool's queue is full (from `submit`);
     /// - `closed`: the pool is closed (from `submit`);
     /// - `bad_option`: an option was refused (raised, not returned);
-    /// - `bad_blurhash`: a BlurHash string or its parameters are invalid (`blurhash_*`).
+    /// - `bad_blurhash`: a BlurHash string or its parameters are invalid (`blurhash_*`);
+    /// - `bad_thumbnail`: the ThumbHash or PNG encoder refused its pixels (a note, not an error
+    ///   of the analysis).
     pub fn kind(&self) -> &'static str {
         match self {
             Error::BadUrl { .. } => "bad_url",
@@ -111,6 +116,7 @@ impl Error {
             Error::Closed => "closed",
             Error::Option { .. } => "bad_option",
             Error::BlurHash(_) => "bad_blurhash",
+            Error::Thumbnail(_) => "bad_thumbnail",
         }
     }
 
@@ -133,6 +139,7 @@ impl Error {
         "closed",
         "bad_option",
         "bad_blurhash",
+        "bad_thumbnail",
     ];
 }
 
@@ -170,6 +177,7 @@ mod tests {
             Error::Cancelled,
             Error::Option { name: s(), why: s() },
             Error::BlurHash(s()),
+            Error::Thumbnail(s()),
             Error::QueueFull,
             Error::Closed,
             Error::Panic(s()),

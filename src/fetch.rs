@@ -2,15 +2,19 @@
 //! [`crate::resolve`] (so a DNS answer cannot change between check and connect, and a lookup
 //! ends within the fetch's time), every redirect is checked again, interim 1xx responses are
 //! skipped ([`crate::response`]), time is bounded per connect and in total, and the body is read
-//! only as far as it is useful.
+//! only as far as it is useful: all of a picture we decode, the first bytes of anything else,
+//! or, when hashes are wanted (`Formats::files`), on to its end through the SHA-256 without
+//! being kept. The name (Content-Disposition, else the shared URL) and date come from here too.
 
 use std::io::{self, Read};
 use std::time::Instant;
 
+use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::background;
 use crate::error::{Error, Result};
+use crate::name;
 use crate::options::Options;
 use crate::policy;
 use crate::resolve::{PolicyResolver, Within};
@@ -34,6 +38,15 @@ pub struct Body {
     pub complete: bool,
     pub content_length: Option<u64>,
     pub content_type: Option<String>,
+    /// The body's length when it was read to its end (kept in `data` or only hashed).
+    pub length: Option<u64>,
+    /// SHA-256 of the whole body, when hashes were wanted and it was read to its end within
+    /// `max_bytes`.
+    pub sha256: Option<[u8; 32]>,
+    /// A safe file name: Content-Disposition's, else the shared URL's last path segment.
+    pub name: Option<String>,
+    /// Last-Modified, as XEP-0082.
+    pub date: Option<String>,
 }
 
 /// A reusable HTTP client bound to one set of `Options`.
@@ -75,6 +88,9 @@ impl Fetcher {
     pub fn get(&self, raw: &str) -> Result<Body> {
         let deadline = Instant::now() + self.opts.timeout;
         let mut url = policy::check_url(raw, &self.opts)?;
+        // The name a client would give the file is the one in the URL the occupant shared,
+        // not that of a redirect's target (often a storage key).
+        let shared = url.clone();
         let mut redirects = 0;
         loop {
             background::check()?;
@@ -118,11 +134,14 @@ impl Fetcher {
             if head.status >= 400 {
                 return Err(Error::Status { status: head.status, url: url.to_string() });
             }
-            return self.read_body(&head, body, &url);
+            let mut body = self.read_body(&head, body, &url)?;
+            body.name = head.filename().or_else(|| name::from_url(&shared));
+            body.date = head.last_modified();
+            return Ok(body);
         }
     }
 
-    fn read_body(&self, head: &Head, mut reader: BodyReader, url: &Url) -> Result<Body> {
+    fn read_body(&self, head: &Head, reader: BodyReader, url: &Url) -> Result<Body> {
         // ureq 2 takes up to 100 header lines of 100 kB each; we want far less.
         let header_bytes = head.size();
         if header_bytes > MAX_HEADER_BYTES {
@@ -158,7 +177,9 @@ impl Fetcher {
         let max = usize::try_from(self.opts.max_bytes).unwrap_or(usize::MAX);
         let expected = content_length.map_or(HEAD_LEN, |n| usize::try_from(n).unwrap_or(max).min(max));
         let mut body =
-            Body { data: Vec::with_capacity(expected.min(max) + 1), content_length, content_type, complete: false };
+            Body { data: Vec::with_capacity(expected.min(max) + 1), content_length, content_type, ..Body::default() };
+        let hashes = self.opts.formats.files();
+        let mut reader = Hashing { inner: reader, hasher: hashes.then(Sha256::new), read: 0 };
         // The analysis's budget and the fetch's deadline are the same `timeout` from nearly the
         // same start: whichever notices first, a body still arriving then timed out reading it.
         let read_err = |e: io::Error| match (background::from_io(&e), e.kind()) {
@@ -174,12 +195,22 @@ impl Fetcher {
             read_up_to(&mut reader, &mut body.data, HEAD_LEN.min(max).saturating_add(1)).map_err(read_err)?;
         let decodable = sniff::sniff(&body.data).is_some_and(sniff::is_decodable);
         let fits = content_length.is_none_or(|n| n <= self.opts.max_bytes);
+        let mut ended = body.complete;
         if !body.complete && decodable && fits {
             body.complete = read_up_to(&mut reader, &mut body.data, max.saturating_add(1)).map_err(read_err)?;
+            ended = body.complete;
+        } else if !body.complete && hashes && fits {
+            // Only for the hash: on to the end, nothing kept, one byte past max_bytes at most.
+            let want = (self.opts.max_bytes.saturating_add(1)).saturating_sub(reader.read);
+            ended = io::copy(&mut (&mut reader).take(want), &mut io::sink()).map_err(read_err)? < want;
         }
         if body.data.len() > max {
             body.data.truncate(max);
             body.complete = false;
+        }
+        if ended && reader.read <= self.opts.max_bytes {
+            body.length = Some(reader.read);
+            body.sha256 = reader.hasher.map(|h| h.finalize().into());
         }
         Ok(body)
     }
@@ -245,6 +276,24 @@ impl<R: Read> Read for Checked<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         background::check().map_err(io::Error::other)?;
         self.0.read(buf)
+    }
+}
+
+/// A body reader that feeds what it reads to a SHA-256 (when there is one) and counts it.
+struct Hashing<R> {
+    inner: R,
+    hasher: Option<Sha256>,
+    read: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
+        self.read += n as u64;
+        Ok(n)
     }
 }
 

@@ -1,12 +1,16 @@
 //! `media_metadata`: the native half of the Prosody module `mod_muc_media_metadata`.
 //!
 //! A URL shared in a MUC is fetched on a worker thread and described as bytes, media type,
-//! upright dimensions and a BlurHash. The pieces, each plain Rust testable without Lua:
+//! upright dimensions, a BlurHash, and (for the XEP-0447 file share and the SIMS reference the
+//! plugin builds) a safe file name, the date, a SHA-256 of the body, a ThumbHash and a tiny PNG.
+//! The pieces, each plain Rust testable without Lua:
 //!
 //! - [`policy`]: where a URL is refused (schemes, denied hosts, private addresses);
 //! - [`fetch`]: the HTTP GET under that policy (redirects, limits, framing);
 //! - [`resolve`]: name lookups, each address checked by the policy, each lookup bounded in time;
-//! - [`response`]: response heads and body framing, and the final response after interim ones;
+//! - [`response`]: response heads and body framing, the final response after interim ones, and
+//!   the file name (Content-Disposition) and date (Last-Modified) a head gives;
+//! - [`name`]: a file name made safe to show and save, and the name in a URL;
 //! - [`sniff`]: the media type from the first bytes;
 //! - [`decode`]: pixels from JPEG (scaled DCT), PNG, GIF and WebP under limits;
 //! - [`png_rows`]: PNG a row at a time into the shrink, its ICC and text chunks unread;
@@ -14,7 +18,8 @@
 //! - [`jpeg_dc`]: large JPEGs at 1/8 scale from their DC coefficients alone;
 //! - [`webp`], [`vp8l`]: what a WebP decode will allocate, read from its chunks and lossless
 //!   bitstream before image-webp runs (which checks none of it);
-//! - [`blurhash`]: the linear-light shrink and the encoder;
+//! - [`blurhash`]: the linear-light shrink (alpha kept beside) and the encoder;
+//! - [`thumbnail`]: the ThumbHash and the tiny PNG, from the same shrunk picture;
 //! - [`analyze`]: the steps above in order, for one URL;
 //! - [`pool`]: worker threads, a bounded queue and the fd that wakes Prosody;
 //! - [`background`]: how the workers stay out of Prosody's way (SCHED_IDLE, yield points),
@@ -30,6 +35,7 @@ pub mod fetch;
 pub mod jpeg_dc;
 pub mod jpeg_markers;
 mod lua;
+pub mod name;
 pub mod options;
 pub mod png_rows;
 pub mod policy;
@@ -37,6 +43,7 @@ pub mod pool;
 pub mod resolve;
 pub mod response;
 pub mod sniff;
+pub mod thumbnail;
 pub mod vp8l;
 pub mod webp;
 

@@ -96,7 +96,7 @@ fn to_lua(lua: &Lua, raw: &Raw) -> LuaResult<Value> {
 /// `check_options(tbl) -> clean, refused`: never raises for a bad value. `clean` has every
 /// known option: the accepted value (whole numbers as integers, host lists without their bad
 /// entries) or the default. `refused` is an array of `{ name=, value=, expected=, default= }`
-/// (plus `entry=` for a dropped host list entry), sorted by name.
+/// (plus `entry=` for a dropped entry of a host list or of `formats`), sorted by name.
 pub fn check_options(lua: &Lua, tbl: Option<Table>) -> LuaResult<(Table, Table)> {
     let pairs = pairs_of(tbl.as_ref())?;
     let checked = options::check(raws(&pairs));
@@ -135,6 +135,13 @@ fn metadata_table(lua: &Lua, m: &Metadata) -> LuaResult<Table> {
     t.set("width", m.width)?;
     t.set("height", m.height)?;
     t.set("blurhash", m.blurhash.as_deref())?;
+    t.set("name", m.name.as_deref())?;
+    t.set("date", m.date.as_deref())?;
+    t.set("sha256", m.sha256.as_deref())?;
+    t.set("thumbhash", m.thumbhash.as_deref())?;
+    t.set("thumbnail", m.thumbnail.as_deref())?;
+    t.set("thumbnail_width", m.thumbnail_width)?;
+    t.set("thumbnail_height", m.thumbnail_height)?;
     t.set("note", m.note.as_deref())?;
     t.set("error_kind", m.error_kind)?;
     Ok(t)

@@ -36,6 +36,55 @@ pub struct Options {
     pub deny_hosts: Vec<String>,
     /// Sent as the User-Agent header.
     pub user_agent: String,
+    /// What the plugin builds; the library reads to the end and makes thumbnails for "sfs" and
+    /// "sims" only.
+    pub formats: Formats,
+}
+
+/// The elements the plugin adds for a URL (`media_metadata_formats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Formats {
+    /// The contract `<metadata>` element.
+    pub metadata: bool,
+    /// An XEP-0447 file share.
+    pub sfs: bool,
+    /// A SIMS (XEP-0385) reference.
+    pub sims: bool,
+}
+
+impl Default for Formats {
+    fn default() -> Self {
+        Formats { metadata: true, sfs: true, sims: true }
+    }
+}
+
+impl Formats {
+    /// The names, in this order.
+    pub const NAMES: [&'static str; 3] = ["metadata", "sfs", "sims"];
+
+    /// Whether a SHA-256 of the body and the thumbnails are wanted (file shares and SIMS carry
+    /// them): the body is then read to its end.
+    pub fn files(&self) -> bool {
+        self.sfs || self.sims
+    }
+
+    fn get(&self, name: &str) -> bool {
+        match name {
+            "metadata" => self.metadata,
+            "sfs" => self.sfs,
+            "sims" => self.sims,
+            _ => false,
+        }
+    }
+
+    fn set(&mut self, name: &str) {
+        match name {
+            "metadata" => self.metadata = true,
+            "sfs" => self.sfs = true,
+            "sims" => self.sims = true,
+            _ => {}
+        }
+    }
 }
 
 impl Default for Options {
@@ -52,6 +101,7 @@ impl Default for Options {
             allow_hosts: Vec::new(),
             deny_hosts: Vec::new(),
             user_agent: format!("mod_muc_media_metadata/{} (Prosody XMPP server)", env!("CARGO_PKG_VERSION")),
+            formats: Formats::default(),
         }
     }
 }
@@ -144,6 +194,8 @@ enum Kind {
     Components,
     /// A non-empty string of printable ASCII (it goes into an HTTP header).
     Ascii,
+    /// A non-empty array of [`Formats::NAMES`]; an unknown entry is dropped alone.
+    Formats,
 }
 
 /// One option: its name without the `media_metadata_` prefix and what it takes.
@@ -181,6 +233,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     int("cache_size", 0, 1_048_576),
     seconds("cache_ttl", 30 * DAY),
     OptionSpec { name: "user_agent", kind: Kind::Ascii },
+    OptionSpec { name: "formats", kind: Kind::Formats },
 ];
 
 /// What an unknown option is told it should have been.
@@ -188,6 +241,9 @@ pub const KNOWN_OPTION: &str = "a known option";
 
 /// What a bad entry of a host list is told it should have been.
 pub const HOST_NAME: &str = "a host name";
+
+/// What a bad entry of `formats` is told it should have been.
+pub const FORMAT_NAME: &str = "one of \"metadata\", \"sfs\", \"sims\"";
 
 /// The spec of the option `name`, if there is one.
 pub fn spec(name: &str) -> Option<&'static OptionSpec> {
@@ -212,6 +268,7 @@ impl OptionSpec {
             Kind::Hosts => "an array of host names".into(),
             Kind::Components => "two integers from 1 to 9 ({ long side, short side })".into(),
             Kind::Ascii => "a non-empty string of printable ASCII".into(),
+            Kind::Formats => "a non-empty array of \"metadata\", \"sfs\", \"sims\"".into(),
         }
     }
 
@@ -220,8 +277,16 @@ impl OptionSpec {
         current(self.name, &PoolOptions::default())
     }
 
+    /// What a dropped entry of a list should have been.
+    fn entry_expected(&self) -> &'static str {
+        match self.kind {
+            Kind::Formats => FORMAT_NAME,
+            _ => HOST_NAME,
+        }
+    }
+
     /// Checks `raw`: the accepted value in its clean form, and the entries dropped from a
-    /// host list (1-based index, value); `Err(())` when the whole value is refused.
+    /// list (1-based index, value); `Err(())` when the whole value is refused.
     fn check(&self, raw: &Raw) -> std::result::Result<(Raw, Vec<(usize, Raw)>), ()> {
         let whole = |r: Raw| Ok((r, Vec::new()));
         match (self.kind, raw) {
@@ -243,6 +308,22 @@ impl OptionSpec {
                     }
                 }
                 Ok((Raw::List(kept), dropped))
+            }
+            (Kind::Formats, Raw::List(items)) => {
+                let mut formats = Formats { metadata: false, sfs: false, sims: false };
+                let mut dropped = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        Raw::Text(f) if Formats::NAMES.contains(&f.as_str()) => formats.set(f),
+                        _ => dropped.push((i + 1, item.clone())),
+                    }
+                }
+                // Nothing left (an empty list, or only unknown entries): the default, whole.
+                let kept = formats_raw(&formats);
+                match kept {
+                    Raw::List(ref l) if l.is_empty() => Err(()),
+                    _ => Ok((kept, dropped)),
+                }
             }
             (Kind::Components, Raw::List(items)) => match items.iter().map(integer).collect::<Vec<_>>()[..] {
                 [Some(long), Some(short)] if (1..=9).contains(&long) && (1..=9).contains(&short) => {
@@ -288,6 +369,11 @@ fn host_name(h: &str) -> bool {
     !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:[]".contains(&b))
 }
 
+/// `formats` as the list check_options returns: the names in [`Formats::NAMES`] order, once each.
+fn formats_raw(f: &Formats) -> Raw {
+    Raw::List(Formats::NAMES.iter().filter(|n| f.get(n)).map(|n| Raw::Text((*n).to_owned())).collect())
+}
+
 /// The value of option `name` in `o`, as a `Raw` the check accepts.
 fn current(name: &str, o: &PoolOptions) -> Raw {
     let a = &o.analysis;
@@ -314,6 +400,7 @@ fn current(name: &str, o: &PoolOptions) -> Raw {
         "cache_size" => int(o.cache_size as u64),
         "cache_ttl" => secs(o.cache_ttl),
         "user_agent" => Raw::Text(a.user_agent.clone()),
+        "formats" => formats_raw(&a.formats),
         _ => Raw::Other("unknown option"),
     }
 }
@@ -348,12 +435,20 @@ fn apply(name: &str, clean: &Raw, o: &mut PoolOptions) {
         ("cache_size", _) => o.cache_size = n as usize,
         ("cache_ttl", _) => o.cache_ttl = d,
         ("user_agent", Raw::Text(s)) => a.user_agent = s.clone(),
+        ("formats", Raw::List(l)) => {
+            a.formats = Formats { metadata: false, sfs: false, sims: false };
+            l.iter().for_each(|f| {
+                if let Raw::Text(f) = f {
+                    a.formats.set(f)
+                }
+            });
+        }
         _ => {}
     }
 }
 
 /// A value [`check`] did not take: the whole option (then its default is used), or one entry
-/// of a host list (then only that entry is dropped).
+/// of a host list or of `formats` (then only that entry is dropped).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refusal {
     pub name: String,
@@ -409,7 +504,7 @@ pub fn check(raw: impl IntoIterator<Item = (String, Raw)>) -> Checked {
                     name: name.clone(),
                     entry: Some(i),
                     value: entry,
-                    expected: HOST_NAME.into(),
+                    expected: spec.entry_expected().into(),
                     default: None,
                 }));
             }
@@ -640,6 +735,44 @@ mod tests {
     }
 
     #[test]
+    fn formats_drop_unknown_entries_and_refuse_an_empty_list() {
+        let text = |s: &str| Raw::Text(s.into());
+        let names = |l: &[&str]| Raw::List(l.iter().map(|s| text(s)).collect());
+        let all = names(&["metadata", "sfs", "sims"]);
+        assert_eq!(spec("formats").unwrap().default_value(), all);
+        assert_eq!(PoolOptions::default().analysis.formats, Formats { metadata: true, sfs: true, sims: true });
+        // Kept in the canonical order, once each.
+        let c = one("formats", names(&["sims", "metadata", "sims"]));
+        assert!(c.refused.is_empty(), "{:?}", c.refused);
+        assert_eq!(clean_of(&c, "formats"), names(&["metadata", "sims"]));
+        assert_eq!(c.options.analysis.formats, Formats { metadata: true, sfs: false, sims: true });
+        assert!(c.options.analysis.formats.files());
+        let c = one("formats", names(&["metadata"]));
+        assert!(!c.options.analysis.formats.files(), "no hashes or thumbnails for metadata alone");
+        // An unknown entry is dropped alone, with its index.
+        let c = one("formats", Raw::List(vec![text("sfs"), text("SIMS"), Raw::Int(3), text("metadata")]));
+        assert_eq!(clean_of(&c, "formats"), names(&["metadata", "sfs"]));
+        let dropped: Vec<_> = c.refused.iter().map(|r| (r.entry, r.value.clone(), r.expected.as_str())).collect();
+        assert_eq!(dropped, vec![(Some(2), text("SIMS"), FORMAT_NAME), (Some(3), Raw::Int(3), FORMAT_NAME)]);
+        assert!(c.refused.iter().all(|r| r.name == "formats" && r.default.is_none()));
+        // Empty, nothing known left, or not a list: refused whole, the default used.
+        for bad in [Raw::List(vec![]), names(&["bogus"]), text("sfs"), Raw::Other("table"), Raw::Bool(true)] {
+            let c = one("formats", bad.clone());
+            assert_eq!(c.refused.len(), 1, "{bad}");
+            let r = &c.refused[0];
+            assert_eq!((r.entry, &r.value, r.default.as_ref()), (None, &bad, Some(&all)), "{bad}");
+            assert_eq!(r.expected, "a non-empty array of \"metadata\", \"sfs\", \"sims\"");
+            assert_eq!(clean_of(&c, "formats"), all);
+            assert_eq!(c.options.analysis.formats, Formats::default());
+        }
+        let e = check_strict([("formats".to_owned(), names(&["sfs", "xhtml"]))]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid option formats: entry 2: expected one of \"metadata\", \"sfs\", \"sims\", got \"xhtml\""
+        );
+    }
+
+    #[test]
     fn unknown_options_are_refused_as_such() {
         let c = check([("alow_private".to_owned(), Raw::Bool(true)), ("threads".to_owned(), Raw::Int(3))]);
         assert_eq!(c.options.threads, 3, "the known option is still taken");
@@ -698,6 +831,6 @@ mod tests {
         let n = names();
         assert_eq!(n.len(), OPTIONS.len());
         assert!(n.windows(2).all(|w| w[0] < w[1]), "{n:?}");
-        assert_eq!(n.len(), 16);
+        assert_eq!(n.len(), 17);
     }
 }

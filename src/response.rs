@@ -6,6 +6,9 @@
 //! that body is the rest of the stream: [`after_interim`] reads the heads from there, skips
 //! every further interim one, and frames the final response's body as RFC 9112 6.3 says
 //! (chunked, Content-Length, or up to the close). All the heads it reads share one bound.
+//!
+//! The final head also gives the file's name ([`content_disposition_filename`]) and date
+//! ([`http_date_to_xep0082`]).
 
 use std::collections::HashSet;
 use std::io::{self, BufRead, BufReader, Read};
@@ -57,10 +60,104 @@ impl Head {
         self.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum()
     }
 
+    /// The file name the server gives in Content-Disposition, made safe ([`crate::name::safe`]).
+    pub fn filename(&self) -> Option<String> {
+        self.first("Content-Disposition").and_then(content_disposition_filename).and_then(|n| crate::name::safe(&n))
+    }
+
+    /// Last-Modified as XEP-0082 (`YYYY-MM-DDThh:mm:ssZ`).
+    pub fn last_modified(&self) -> Option<String> {
+        self.first("Last-Modified").and_then(http_date_to_xep0082)
+    }
+
     /// An interim response: more heads follow on the connection.
     pub fn is_interim(&self) -> bool {
         (100..200).contains(&self.status)
     }
+}
+
+/// The file name in a Content-Disposition value (RFC 6266), as sent (not yet made safe):
+/// `filename*` (RFC 8187: UTF-8 or ISO-8859-1, percent-encoded) when it decodes, else
+/// `filename` (a token or a quoted string). The first of each parameter counts.
+pub fn content_disposition_filename(value: &str) -> Option<String> {
+    let (mut plain, mut extended) = (None, None);
+    let mut rest = value.split_once(';')?.1; // past the disposition type
+    while !rest.is_empty() {
+        let (name, after) = rest.split_once('=').unwrap_or((rest, ""));
+        if name.contains(';') {
+            // A parameter without a value: skip to the next one.
+            rest = rest.split_once(';').map_or("", |(_, r)| r);
+            continue;
+        }
+        let (param, tail) = param_value(after.trim_start());
+        rest = tail;
+        match name.trim().to_ascii_lowercase().as_str() {
+            "filename" if plain.is_none() => plain = Some(param),
+            "filename*" if extended.is_none() => extended = Some(param),
+            _ => {}
+        }
+    }
+    extended.and_then(|v| ext_value(&v)).or(plain)
+}
+
+/// A parameter's value (quoted string unescaped, or a token up to `;`) and what follows it.
+fn param_value(s: &str) -> (String, &str) {
+    let Some(quoted) = s.strip_prefix('"') else {
+        let (v, rest) = s.split_once(';').unwrap_or((s, ""));
+        return (v.trim().to_owned(), rest);
+    };
+    let mut out = String::new();
+    let mut chars = quoted.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next().map(|(_, c)| c)),
+            '"' => {
+                let after = &quoted[i + 1..];
+                return (out, after.split_once(';').map_or("", |(_, r)| r));
+            }
+            c => out.push(c),
+        }
+    }
+    (out, "") // unterminated: what there is
+}
+
+/// An RFC 8187 `charset'language'value`, decoded; other charsets are not read.
+fn ext_value(v: &str) -> Option<String> {
+    let mut parts = v.splitn(3, '\'');
+    let (charset, _language, encoded) = (parts.next()?, parts.next()?, parts.next()?);
+    let bytes = crate::name::percent_decode(encoded);
+    if charset.eq_ignore_ascii_case("utf-8") {
+        String::from_utf8(bytes).ok()
+    } else if charset.eq_ignore_ascii_case("iso-8859-1") {
+        Some(bytes.iter().map(|&b| b as char).collect())
+    } else {
+        None
+    }
+}
+
+/// An HTTP date (IMF-fixdate, and the obsolete RFC 850 and asctime forms) as XEP-0082
+/// `YYYY-MM-DDThh:mm:ssZ`.
+pub fn http_date_to_xep0082(value: &str) -> Option<String> {
+    let t = httpdate::parse_http_date(value.trim()).ok()?;
+    let secs = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    let (days, s) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days);
+    Some(format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", s / 3600, s / 60 % 60, s % 60))
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
+/// (H. Hinnant's `civil_from_days`, for days on or after the epoch).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
 }
 
 /// Why no final response could be read after an interim one.
@@ -263,6 +360,57 @@ mod tests {
         assert_eq!(field("X-Empty:"), Some(("x-empty".to_owned(), String::new())));
         for bad in [" folded: x", "Name : v", ": v", "Na me: v", "no colon", "Näme: v"] {
             assert_eq!(field(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn content_disposition_gives_filename_star_then_filename() {
+        let name = content_disposition_filename;
+        assert_eq!(name("attachment; filename=\"a b.jpg\"").as_deref(), Some("a b.jpg"));
+        assert_eq!(name("inline; filename=plain.png").as_deref(), Some("plain.png"));
+        assert_eq!(name("attachment;filename=plain.png;size=3").as_deref(), Some("plain.png"));
+        assert_eq!(
+            name("attachment; filename=\"euro.jpg\"; filename*=UTF-8''%E2%82%AC%20rates.jpg").as_deref(),
+            Some("\u{20ac} rates.jpg")
+        );
+        assert_eq!(name("attachment; filename*=utf-8'en'caf%C3%A9.pdf; filename=x").as_deref(), Some("café.pdf"));
+        assert_eq!(name("attachment; filename*=iso-8859-1''caf%E9.pdf").as_deref(), Some("café.pdf"));
+        // Quoted strings: escapes undone, a ';' inside is part of the name.
+        assert_eq!(name(r#"attachment; filename="q\"uo;te\\d.txt"; x=1"#).as_deref(), Some(r#"q"uo;te\d.txt"#));
+        assert_eq!(name("attachment; foo; filename=a.txt").as_deref(), Some("a.txt"));
+        // An undecodable filename* falls back to filename.
+        assert_eq!(name("attachment; filename*=UTF-8''%FF.jpg; filename=ok.jpg").as_deref(), Some("ok.jpg"));
+        assert_eq!(name("attachment; filename*=koi8-r''x.jpg; filename=ok.jpg").as_deref(), Some("ok.jpg"));
+        assert_eq!(name("attachment; filename=first.jpg; filename=second.jpg").as_deref(), Some("first.jpg"));
+        for none in ["attachment", "inline;", "attachment; name=x.jpg", "", "attachment; filename*=UTF-8''%FF"] {
+            assert_eq!(name(none), None, "{none}");
+        }
+    }
+
+    #[test]
+    fn hostile_content_disposition_names_are_made_safe() {
+        let head = |cd: &str| Head { headers: vec![("content-disposition".into(), cd.into())], ..Head::default() };
+        assert_eq!(head("attachment; filename=\"../../x\"").filename().as_deref(), Some("x"));
+        assert_eq!(head("attachment; filename*=UTF-8''a%00b.jpg").filename().as_deref(), Some("ab.jpg"));
+        assert_eq!(head("attachment; filename*=UTF-8''%E2%80%AEgpj.exe").filename().as_deref(), Some("gpj.exe"));
+        assert_eq!(head("attachment; filename=\"..\"").filename(), None);
+        let long = format!("attachment; filename=\"{}.png\"", "x".repeat(10_000));
+        assert_eq!(head(&long).filename().map(|n| n.len()), Some(crate::name::MAX_NAME_BYTES));
+    }
+
+    #[test]
+    fn http_dates_become_xep_0082() {
+        let d = http_date_to_xep0082;
+        assert_eq!(d("Wed, 21 Oct 2015 07:28:00 GMT").as_deref(), Some("2015-10-21T07:28:00Z"));
+        assert_eq!(d("Thu, 01 Jan 1970 00:00:00 GMT").as_deref(), Some("1970-01-01T00:00:00Z"));
+        assert_eq!(d("Tue, 29 Feb 2000 23:59:59 GMT").as_deref(), Some("2000-02-29T23:59:59Z"));
+        assert_eq!(d("Fri, 31 Dec 9999 23:59:59 GMT").as_deref(), Some("9999-12-31T23:59:59Z"));
+        assert_eq!(d("Sunday, 06-Nov-94 08:49:37 GMT").as_deref(), Some("1994-11-06T08:49:37Z"));
+        assert_eq!(d("Sun Nov  6 08:49:37 1994").as_deref(), Some("1994-11-06T08:49:37Z"));
+        for bad in
+            ["", "yesterday", "Wed, 32 Oct 2015 07:28:00 GMT", "2015-10-21T07:28:00Z", "Wed, 21 Oct 2015 25:28:00 GMT"]
+        {
+            assert_eq!(d(bad), None, "{bad}");
         }
     }
 

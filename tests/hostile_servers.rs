@@ -15,7 +15,7 @@ use common::*;
 use media_metadata::analyze::{analyze, Metadata};
 use media_metadata::error::Error;
 use media_metadata::fetch::{Fetcher, Lookup};
-use media_metadata::options::Options;
+use media_metadata::options::{Formats, Options};
 use media_metadata::resolve::MAX_LOOKUPS;
 
 fn local() -> Options {
@@ -289,7 +289,9 @@ fn a_body_that_never_ends_is_cut_at_max_bytes() {
     }
 }
 
-/// Something that is not an image is not read past its first bytes, however long it is.
+/// Something that is not an image is not read past its first bytes, however long it is,
+/// unless hashes are wanted: then on to max_bytes + 1 through the hasher, nothing kept, and
+/// no hash because it never ended.
 #[test]
 fn a_body_that_never_ends_and_is_no_image_stops_after_the_head() {
     let server = RawServer::start(|mut s| {
@@ -300,12 +302,19 @@ fn a_body_that_never_ends_and_is_no_image_stops_after_the_head() {
             while s.write_all(&zeros).is_ok() {}
         }
     });
-    let t = Instant::now();
-    let body = Fetcher::new(local()).get(&server.url("/v.mp4")).unwrap();
-    assert!(!body.complete && body.data.len() <= 64 * 1024 + 1, "{}", body.data.len());
-    let m = run(&server.url("/v.mp4"), local()).unwrap();
-    assert_eq!((m.mime.as_deref(), m.bytes, m.width), (Some("video/mp4"), None, None));
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let metadata_only = Options { formats: Formats { metadata: true, sfs: false, sims: false }, ..local() };
+    let with_hashes = Options { max_bytes: 4 << 20, ..local() };
+    for opts in [metadata_only, with_hashes] {
+        let t = Instant::now();
+        let body = Fetcher::new(opts.clone()).get(&server.url("/v.mp4")).unwrap();
+        assert!(!body.complete && body.data.len() <= 64 * 1024 + 1, "{}", body.data.len());
+        assert_eq!((body.length, body.sha256), (None, None));
+        let m = run(&server.url("/v.mp4"), opts.clone()).unwrap();
+        assert_eq!((m.mime.as_deref(), m.bytes, m.width, m.sha256), (Some("video/mp4"), None, None, None));
+        let note = m.note.unwrap_or_default();
+        assert_eq!(note.contains("max_bytes"), opts.formats.files(), "{note}");
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    }
 }
 
 /// Sends a response head of about 1 MiB in the given shape, then a small image.

@@ -72,19 +72,68 @@ fn option_names_is_every_option_sorted() {
     run(
         r#"
         local n = mm.option_names
-        assert(#n == 16, #n)
+        assert(#n == 17, #n)
         for i = 2, #n do assert(n[i - 1] < n[i], n[i]) end
         local seen = {}
         for _, name in ipairs(n) do seen[name] = true end
         for _, name in ipairs({ "threads", "queue_length", "deadline", "connect_timeout", "timeout",
             "max_bytes", "max_pixels", "max_redirects", "max_urls", "blurhash_components",
-            "allow_private", "allow_hosts", "deny_hosts", "cache_size", "cache_ttl", "user_agent" }) do
+            "allow_private", "allow_hosts", "deny_hosts", "cache_size", "cache_ttl", "user_agent",
+            "formats" }) do
             assert(seen[name], name)
         end
         local clean = mm.check_options({})
         for _, name in ipairs(n) do assert(clean[name] ~= nil, name) end
         "#,
         "",
+    );
+}
+
+#[test]
+fn formats_reach_lua_clean_and_their_bad_entries_refused() {
+    run(
+        r#"
+        local clean, refused = mm.check_options({})
+        assert(#clean.formats == 3 and clean.formats[1] == "metadata" and clean.formats[2] == "sfs"
+            and clean.formats[3] == "sims" and #refused == 0)
+        clean, refused = mm.check_options({ formats = { "sims", "xhtml", "metadata" } })
+        assert(#clean.formats == 2 and clean.formats[1] == "metadata" and clean.formats[2] == "sims")
+        assert(#refused == 1 and refused[1].name == "formats" and refused[1].entry == 2
+            and refused[1].value == "xhtml" and refused[1].default == nil
+            and refused[1].expected == 'one of "metadata", "sfs", "sims"', refused[1].expected)
+        clean, refused = mm.check_options({ formats = {} })
+        assert(#clean.formats == 3 and #refused == 1 and refused[1].entry == nil and #refused[1].default == 3)
+        "#,
+        "",
+    );
+}
+
+#[test]
+fn the_file_share_fields_reach_lua() {
+    let bytes = jpeg(&photo(64, 48));
+    let mut raw = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\
+         Content-Disposition: attachment; filename=\"../shot.jpg\"\r\n\
+         Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nConnection: close\r\n\r\n",
+        bytes.len()
+    )
+    .into_bytes();
+    raw.extend(&bytes);
+    let s = Server::start(vec![("/p.jpg", Reply::Raw(raw)), ("/q.jpg", Reply::Ok("image/jpeg", bytes))]);
+    let base = s.url("");
+    run(
+        r#"
+        local m = assert(mm.analyze(base .. "/p.jpg", { allow_private = true }))
+        assert(m.name == "shot.jpg" and m.date == "1994-11-06T08:49:37Z", tostring(m.name))
+        assert(#m.sha256 == 44 and m.sha256:match("^[A-Za-z0-9+/]+=$"), m.sha256)
+        assert(m.thumbhash:match("^[A-Za-z0-9+/]+=*$") and m.thumbnail:match("^iVBORw0KGgo"), m.thumbnail)
+        assert(m.thumbnail_width == 8 and m.thumbnail_height == 6, m.thumbnail_height)
+        assert(math.type(m.thumbnail_width) == "integer")
+        m = assert(mm.analyze(base .. "/q.jpg", { allow_private = true, formats = { "metadata" } }))
+        assert(m.name == "q.jpg" and m.date == nil and m.blurhash)
+        assert(m.sha256 == nil and m.thumbhash == nil and m.thumbnail == nil and m.thumbnail_width == nil)
+        "#,
+        &base,
     );
 }
 
