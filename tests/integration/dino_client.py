@@ -23,6 +23,13 @@ def missing_tools() -> list[str]:
     return [t for t in TOOLS if shutil.which(t) is None]
 
 
+def dino_version() -> str:
+    """The installed Dino's Debian version ("0.5.0-1~bpo12+1"); `dino --version` needs a display."""
+    r = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "dino-im"],
+                       capture_output=True, text=True, timeout=10)
+    return r.stdout.strip() if r.returncode == 0 else ""
+
+
 def _pdeathsig(cmd: list[str]) -> list[str]:
     # If the test run is killed outright, the child goes with it.
     return ["setpriv", "--pdeathsig", "KILL", "--", *cmd] if shutil.which("setpriv") else cmd
