@@ -25,6 +25,8 @@ def missing_tools() -> list[str]:
 
 def dino_version() -> str:
     """The installed Dino's Debian version ("0.5.0-1~bpo12+1"); `dino --version` needs a display."""
+    if shutil.which("dpkg-query") is None:
+        return ""
     r = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "dino-im"],
                        capture_output=True, text=True, timeout=10)
     return r.stdout.strip() if r.returncode == 0 else ""
