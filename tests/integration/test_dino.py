@@ -30,7 +30,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops
 
 from conftest import PASSWORD, library_path, serving
 from dino_client import SYSTEM_CA_BUNDLE, Dino, Xvfb, dino_version, make_test_ca, missing_tools
@@ -84,6 +84,15 @@ async def wait_until(pred, timeout: float, what: str, every: float = 0.2):
         if time.monotonic() > deadline:
             raise TimeoutError(f"no {what} within {timeout}s")
         await asyncio.sleep(every)
+
+
+def colour_region(shot: Image.Image, rgb: tuple[int, int, int], tol: int = 30):
+    """(pixel count, bounding box) of the screenshot's pixels within `tol` of `rgb`."""
+    mask = None
+    for band, v in zip(shot.convert("RGB").split(), rgb):
+        m = band.point(lambda c, v=v: 255 if abs(c - v) <= tol else 0)
+        mask = m if mask is None else ImageChops.multiply(mask, m)
+    return mask.histogram()[255], mask.getbbox()
 
 
 def shares_received(log: str) -> list[str]:
@@ -237,6 +246,16 @@ def test_dino_stores_and_draws_each_share_from_the_modules_elements(dino_world, 
         assert (thumb.size[0] > thumb.size[1]) == (f.width > f.height), (name, thumb.size)
         if name == "transparent.png":
             assert thumb.mode == "RGBA" and thumb.getextrema()[3][0] < 255, (name, thumb.mode)
+
+    # The portrait's placeholder is on screen, upright: its tiny PNG (stored 640x480 with red on
+    # the left, EXIF 6) scaled up by Dino to 480x640 shows red above blue, taller than wide.
+    shot = Image.open(SCREENSHOT)
+    (n_red, red), (n_blue, blue) = colour_region(shot, (200, 30, 30)), colour_region(shot, (30, 30, 200))
+    assert n_red > 5000 and n_blue > 5000, f"no portrait placeholder in {SCREENSHOT}: {n_red}, {n_blue}"
+    left, top, right, bottom = min(red[0], blue[0]), red[1], max(red[2], blue[2]), blue[3]
+    assert red[3] <= blue[1] + 4 and bottom - top > right - left, (
+        f"portrait placeholder not upright in {SCREENSHOT}: red {red}, blue {blue}")
+    measured(f"screenshot: portrait placeholder drawn {right - left}x{bottom - top} px")
 
     heads = [(m, p, ua) for m, p, ua in from_others if m == "HEAD"]
     assert not heads, f"Dino asked the media host itself: {heads}" + context
