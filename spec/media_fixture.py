@@ -1,10 +1,12 @@
 """Serves the integration tests' real media on 127.0.0.1 for the busted specs.
 
 Writes the Lua file named by its argument, describing each file as Pillow sees it (size,
-upright dimensions, mean colour in linear light, transparency flattened onto grey 128 as
-the library does), then serves until its standard input closes.
+SHA-256 in base64, upright dimensions, mean colour in linear light, transparency flattened
+onto grey 128 as the library does), then serves until its standard input closes.
 """
 
+import base64
+import hashlib
 import io
 import os
 import sys
@@ -40,7 +42,8 @@ def main():
     with open(path + ".part", "w") as out:
         out.write("return {\n")
         for name, f in files.items():
-            out.write(f'  ["{name}"] = {{ url = "{server.url(name)}", size = {f.size}, type = "{f.content_type}"')
+            out.write(f'  ["{name}"] = {{ url = "{server.url(name)}", size = {f.size}, type = "{f.content_type}"'
+                      f', sha256 = "{base64.b64encode(hashlib.sha256(f.data).digest()).decode()}"')
             if f.width:
                 r, g, b = mean_linear(f.data)
                 out.write(f", width = {f.width}, height = {f.height}, mean = {{ {r!r}, {g!r}, {b!r} }}")

@@ -62,6 +62,16 @@ describe("media_metadata from Lua", function ()
 				assert.equal(truth.width, m.width, name);
 				assert.equal(truth.height, m.height, name);
 				assert.equal(4 + 2 * 4 * 3, #m.blurhash, name);
+				-- The URL's last segment; the hash of the whole body, as a client checks it.
+				assert.same({ name, truth.sha256 }, { m.name, m.sha256 }, name);
+				-- The tiny PNG: 8 px on the long side, the upright picture's aspect.
+				local long, short = math.max(truth.width, truth.height), math.min(truth.width, truth.height);
+				local tw, th = m.thumbnail_width, m.thumbnail_height;
+				assert.equal(8, math.max(tw, th), name);
+				assert.equal(truth.width >= truth.height, tw >= th, name);
+				assert.is_true(math.abs(math.min(tw, th) - 8 * short / long) <= 1, name);
+				assert.truthy(m.thumbnail:find("^iVBORw0KGgo"), name); -- base64 of the PNG signature
+				assert.truthy(m.thumbhash:find("^[%w+/]+=*$"), name);
 				local got = mean_of(m.blurhash);
 				for c = 1, 3 do
 					local d = math.abs(got[c] - to_srgb(truth.mean[c]));
@@ -71,10 +81,10 @@ describe("media_metadata from Lua", function ()
 		end
 	end);
 
-	it("reports type and size, and no pixels, for a PDF", function ()
+	it("reports type, size, name and hash, and no pixels, for a PDF", function ()
 		local pdf = media["doc.pdf"];
 		local m = assert(mm.analyze(pdf.url, allow));
-		assert.same({ bytes = pdf.size, type = "application/pdf" }, m);
+		assert.same({ bytes = pdf.size, type = "application/pdf", name = "doc.pdf", sha256 = pdf.sha256 }, m);
 	end);
 
 	it("sizes the hash by the configured components", function ()

@@ -78,6 +78,7 @@ describe("mod_muc_media_metadata", function ()
 			blurhash_components = { 4, 3 }; allow_private = false;
 			allow_hosts = {}; deny_hosts = {}; cache_size = 256; cache_ttl = 3600;
 			user_agent = "mod_muc_media_metadata/0.1.0 (Prosody XMPP server)";
+			formats = { "metadata", "sfs", "sims" };
 		}, pool.options);
 		assert.equal(42, stand_ins.server.watchers[1].fd);
 		assert.truthy(module:logged("info", "9.8.7-stand-in", "2 threads", "private addresses refused",
@@ -95,6 +96,7 @@ describe("mod_muc_media_metadata", function ()
 			media_metadata_deny_hosts = { "*.tracker.example" };
 			media_metadata_cache_size = 0; media_metadata_cache_ttl = 60;
 			media_metadata_user_agent = "ExampleBot/1.0";
+			media_metadata_formats = { "sims" };
 		});
 		assert.same({
 			threads = 4; queue_length = 8; connect_timeout = 1.5; timeout = 20;
@@ -102,6 +104,7 @@ describe("mod_muc_media_metadata", function ()
 			blurhash_components = { 9, 1 }; allow_private = true;
 			allow_hosts = { "media.intranet.example", ".lan" }; deny_hosts = { "*.tracker.example" };
 			cache_size = 0; cache_ttl = 60; user_agent = "ExampleBot/1.0";
+			formats = { "sims" };
 		}, pool.options);
 	end);
 
