@@ -67,7 +67,7 @@ local bidi = { "\216\156", "\226\128\142", "\226\128\143", "\226\128[\170-\174]"
 -- A file name as the library made it safe; checked again, as it ends up in every client.
 local function safe_name(value)
 	if type(value) ~= "string" or #value > 255 or value == "" or value == "." or value == ".."
-		or not utf8.len(value) or value:find("[%z\1-\31\127/\\]") or value:find("\194[\128-\159]")
+		or not utf8.len(value) or value:find("[\0-\31\127/\\]") or value:find("\194[\128-\159]")
 		or value:find("^%s") or value:find("%s$") then
 		return nil;
 	end

@@ -376,7 +376,12 @@ local function annotate(held)
 		end
 	end
 	if not analysed then return; end
-	stanzas.add_elements(held.event.stanza, wanted, enabled);
+	-- The message goes on whatever happens here: pump() must reach the deliverer.
+	local ok, err = xpcall(stanzas.add_elements, debug.traceback, held.event.stanza, wanted, enabled);
+	if not ok then
+		module:log("error", "Adding media metadata to message %s failed, passing it on: %s", held.event.stanza.attr.id, err);
+		return;
+	end
 	for _, entry in ipairs(wanted) do
 		if entry.added then
 			-- error_kind: the picture could not be decoded, what came before it is known.

@@ -266,6 +266,28 @@ describe("the elements clients read", function ()
 		end);
 	end);
 
+	it("delivers the message, logged, when a builder fails", function ()
+		stand_ins.reset();
+		local lib = stand_ins.native();
+		package.loaded.media_metadata = lib;
+		local module = stand_ins.module();
+		function module:require(name)
+			local stanzas = stand_ins.require_lib(self, name);
+			stanzas.add_elements = function () error("builder bug"); end;
+			return stanzas;
+		end
+		stand_ins.load_plugin(module);
+		local room = stand_ins.room("room@conference.example.com");
+		room:join(juliet, "juliet");
+		stand_ins.send_groupchat(module, room, groupchat(oob(photo)));
+		lib.pools[1]:complete(photo, photo_result());
+		stand_ins.server.watchers[1]:onreadable();
+		stand_ins.flush();
+		assert.equal(1, #room.broadcasts);
+		assert.truthy(module:logged("error", "Adding media metadata to message m1 failed, passing it on", "builder bug"));
+		assert.is_false(lib.pools[1].closed or false); -- analysis goes on for later messages
+	end);
+
 	-- Issue 14, point 6: every element is Lua heap until the room has broadcast and archived
 	-- the message. Measured here with the collector stopped: what add_elements allocates.
 	it("keeps what the builders allocate per message small (KiB: contract only < 4, all three < 20)", function ()
