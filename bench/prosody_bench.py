@@ -3,7 +3,7 @@ analyses on the worker threads cost everybody else's messages, and what each kin
 allocates.
 
   .venv/bin/python bench/prosody_bench.py [--prosody 13|0.12] [--rounds 4] [--messages 1000]
-                                          [--samples 1000] [--heap-only]
+                                          [--samples 1000] [--heap-only] [--formats a,b]
 
 One Prosody (default 13, logging at "info" as a production server would) with two MUC
 components in the same process: plain.localhost (mod_muc_mam) and meta.localhost (mod_muc_mam
@@ -187,7 +187,11 @@ async def main(args):
     plugins = work / "plugins"
     plugins.mkdir()
     install_plugin(plugins, REPO / "lua/mod_muc_media_metadata.lua", Path(args.library))
-    server = ProsodyServer(args.prosody, work, [plugins], with_plugin=False, extra_config=COMPONENTS,
+    components = COMPONENTS
+    if args.formats:
+        names = "; ".join(f'"{f}"' for f in args.formats.split(","))
+        components += f"\tmedia_metadata_formats = {{ {names} }}\n"
+    server = ProsodyServer(args.prosody, work, [plugins], with_plugin=False, extra_config=components,
                            log_level="info", admin_shell=True)
     server.start()
     clients = []
@@ -202,7 +206,7 @@ async def main(args):
 
         a, b = await connect("alice"), await connect("bob")
         if args.heap_only:
-            print(f"Prosody {args.prosody}, section (c) only")
+            print(f"Prosody {args.prosody}, section (c) only, formats: {args.formats or 'default'}")
             print_heap(await allocation(server, a, port))
             return
         rooms = {k: f"bench-{uuid.uuid4().hex[:6]}@{k}.localhost" for k in ("plain", "meta")}
@@ -384,6 +388,8 @@ if __name__ == "__main__":
     ap.add_argument("--messages", type=int, default=1000)
     ap.add_argument("--samples", type=int, default=1000, help="latency samples a state")
     ap.add_argument("--heap-only", action="store_true", help="section (c) alone (under a minute)")
+    ap.add_argument("--formats", help="media_metadata_formats on meta.localhost, comma-separated "
+                    "(default: the module's, all three)")
     ap.add_argument("--library", default=str(REPO / "target/release/libmedia_metadata.so"))
     ap.add_argument("--stream", type=int, metavar="MIB", help=argparse.SUPPRESS)  # a co-runner
     ap.add_argument("--load", nargs=5, metavar=("C2S_PORT", "MEDIA_PORT", "DOMAIN", "RATE", "METADATA"),
