@@ -87,7 +87,8 @@ pub fn describe(body: &Body, opts: &Options) -> Result<Metadata> {
     } else {
         // Past max_bytes: the header may still be within what was read.
         let mut header_only = decode::decode(&body.data, image, false, opts).ok();
-        let note = format!("body is larger than max_bytes ({}): no blurhash, no sha256", opts.max_bytes);
+        let also = if opts.formats.files() { ", no sha256" } else { "" };
+        let note = format!("body is larger than max_bytes ({}): no blurhash{also}", opts.max_bytes);
         match header_only.as_mut() {
             Some(d) => d.note = Some(note),
             None => meta.note = Some(note),

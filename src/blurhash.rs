@@ -221,11 +221,30 @@ impl Shrinker {
         // The pixels k with start <= x0 + k dx < end, for a source range [start, end).
         let first = |x: u64| x.saturating_sub(x0).div_ceil(dx).min(present) as usize;
         let base = (self.rows.cell_of(y) * self.row_stride) as usize;
-        if self.alpha_sums.is_some() {
-            self.add_translucent(base, row, first);
-            return Ok(());
+        // One loop per layout, its pixel size known at compile time: the sums stay a tight loop.
+        let l = |c: u8| lin[c as usize];
+        match self.layout {
+            Layout::Luma => self.add_opaque::<1>(base, row, first, |&[v]| [l(v); 3]),
+            Layout::Rgb => self.add_opaque::<3>(base, row, first, |&[r, g, b]| [l(r), l(g), l(b)]),
+            Layout::Cmyk => self.add_opaque::<4>(base, row, first, |px| cmyk_linear(px, lin)),
+            Layout::LumaAlpha => self.add_translucent::<2>(base, row, first, |&[v, a]| (a, [v; 3])),
+            Layout::Rgba => self.add_translucent::<4>(base, row, first, |&[r, g, b, a]| (a, [r, g, b])),
         }
-        // Opaque layouts (most photos): this loop alone, as fast as before alpha was kept.
+        Ok(())
+    }
+
+    /// Sums `linear(pixel)` of the pixels of `row` into their cells, for opaque layouts of `CH`
+    /// bytes a pixel. `first(x)` is the index of the first pixel of `row` at or after source
+    /// column `x`; `base` is the row of cells.
+    #[inline(always)]
+    fn add_opaque<const CH: usize>(
+        &mut self,
+        base: usize,
+        row: &[u8],
+        first: impl Fn(u64) -> usize,
+        linear: impl Fn(&[u8; CH]) -> [f32; 3],
+    ) {
+        let pixels = row.as_chunks::<CH>().0;
         for c in 0..self.cols.cells {
             let (start, end) = self.cols.source(c);
             let (k0, k1) = (first(start), first(end));
@@ -233,8 +252,8 @@ impl Shrinker {
                 continue;
             }
             let mut acc = [0f32; 3];
-            for px in row[k0 * ch..k1 * ch].chunks_exact(ch) {
-                let [r, g, b] = to_linear(px, self.layout, lin);
+            for px in &pixels[k0..k1] {
+                let [r, g, b] = linear(px);
                 acc[0] += r;
                 acc[1] += g;
                 acc[2] += b;
@@ -244,15 +263,21 @@ impl Shrinker {
             s[1] += acc[1];
             s[2] += acc[2];
         }
-        Ok(())
     }
 
-    /// `add_pixels` for layouts with alpha: the flattened colour for the BlurHash and the
-    /// alpha-weighted colour and alpha for the thumbnails. `first(x)` is the index of the
-    /// first pixel of `row` at or after source column `x`.
-    fn add_translucent(&mut self, base: usize, row: &[u8], first: impl Fn(u64) -> usize) {
+    /// `add_opaque` for layouts with alpha, whose pixels `split` into (alpha, sRGB colour):
+    /// the colour flattened on grey for the BlurHash, and the alpha-weighted linear colour and
+    /// the alpha for the thumbnails.
+    #[inline(always)]
+    fn add_translucent<const CH: usize>(
+        &mut self,
+        base: usize,
+        row: &[u8],
+        first: impl Fn(u64) -> usize,
+        split: impl Fn(&[u8; CH]) -> (u8, [u8; 3]),
+    ) {
         let lin = &*SRGB_TO_LINEAR;
-        let ch = self.layout.channels();
+        let pixels = row.as_chunks::<CH>().0;
         let Some(alpha_sums) = self.alpha_sums.as_mut() else { return };
         for c in 0..self.cols.cells {
             let (start, end) = self.cols.source(c);
@@ -261,16 +286,16 @@ impl Shrinker {
                 continue;
             }
             let (mut acc, mut kept) = ([0f32; 3], [0f32; 4]);
-            for px in row[k0 * ch..k1 * ch].chunks_exact(ch) {
-                let [r, g, b] = to_linear(px, self.layout, lin);
-                acc[0] += r;
-                acc[1] += g;
-                acc[2] += b;
-                let (a, [r, g, b]) = straight(px, self.layout, lin);
-                kept[0] += a * r;
-                kept[1] += a * g;
-                kept[2] += a * b;
-                kept[3] += a;
+            for px in &pixels[k0..k1] {
+                let (a, rgb) = split(px);
+                let (alpha, flat) = (a as f32 / 255.0, |c: u8| lin[over(c, a) as usize]);
+                acc[0] += flat(rgb[0]);
+                acc[1] += flat(rgb[1]);
+                acc[2] += flat(rgb[2]);
+                kept[0] += alpha * lin[rgb[0] as usize];
+                kept[1] += alpha * lin[rgb[1] as usize];
+                kept[2] += alpha * lin[rgb[2] as usize];
+                kept[3] += alpha;
             }
             let at = base + c as usize * self.col_stride as usize;
             let s = &mut self.sums[at];
@@ -352,35 +377,20 @@ pub fn shrink(pixels: &[u8], width: u32, height: u32, layout: Layout, orientatio
     Ok(shrinker.finish())
 }
 
+/// sRGB value `c` of alpha `a` composited onto the grey background. Blended in sRGB, as
+/// browsers and chat clients composite, so the hash looks like what a user sees on grey.
 #[inline]
-fn to_linear(px: &[u8], layout: Layout, lin: &[f32; 256]) -> [f32; 3] {
-    // Blended in sRGB, as browsers and chat clients composite, so the hash looks like what a
-    // user sees on a grey background.
-    let over = |c: u8, a: u8| {
-        let (c, a) = (c as u32, a as u32);
-        lin[((c * a + BACKGROUND as u32 * (255 - a) + 127) / 255) as usize]
-    };
-    match layout {
-        Layout::Luma => [lin[px[0] as usize]; 3],
-        Layout::LumaAlpha => [over(px[0], px[1]); 3],
-        Layout::Rgb => [lin[px[0] as usize], lin[px[1] as usize], lin[px[2] as usize]],
-        Layout::Rgba => [over(px[0], px[3]), over(px[1], px[3]), over(px[2], px[3])],
-        Layout::Cmyk => {
-            let paper = 255 - px[3] as u32;
-            let c = |ink: u8| lin[(((255 - ink as u32) * paper + 127) / 255) as usize];
-            [c(px[0]), c(px[1]), c(px[2])]
-        }
-    }
+fn over(c: u8, a: u8) -> u8 {
+    let (c, a) = (c as u32, a as u32);
+    ((c * a + BACKGROUND as u32 * (255 - a) + 127) / 255) as u8
 }
 
-/// Alpha (0..1) and the colour in linear light, not flattened.
+/// CMYK ink (0 = none) printed on white paper, in linear light.
 #[inline]
-fn straight(px: &[u8], layout: Layout, lin: &[f32; 256]) -> (f32, [f32; 3]) {
-    match layout {
-        Layout::LumaAlpha => (px[1] as f32 / 255.0, [lin[px[0] as usize]; 3]),
-        Layout::Rgba => (px[3] as f32 / 255.0, [lin[px[0] as usize], lin[px[1] as usize], lin[px[2] as usize]]),
-        _ => (1.0, to_linear(px, layout, lin)),
-    }
+fn cmyk_linear(&[c, m, y, k]: &[u8; 4], lin: &[f32; 256]) -> [f32; 3] {
+    let paper = 255 - k as u32;
+    let on_paper = |ink: u8| lin[(((255 - ink as u32) * paper + 127) / 255) as usize];
+    [on_paper(c), on_paper(m), on_paper(y)]
 }
 
 /// BlurHash components along x and y for an upright picture: `long` on its long side.
