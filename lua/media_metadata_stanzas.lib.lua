@@ -113,7 +113,7 @@ end
 -- The contract element ---------------------------------------------------------------------
 
 -- In the order the contract gives; new fields only ever go after the existing ones.
-local contract_fields = { "bytes", "type", "width", "height", "blurhash" };
+local contract_fields = { "bytes", "type", "width", "height", "blurhash", "length" };
 
 local function metadata_element(fields)
 	local metadata;

@@ -350,5 +350,17 @@ describe("the elements clients read", function ()
 			local file = sims:get_child("media-sharing", ns.sims):get_child("file", "urn:xmpp:jingle:apps:file-transfer:5");
 			assert.equal("PT61.005S", file:get_child_text("duration", ns.schema));
 		end);
+
+		it("writes <length> last in the contract element, after <blurhash>", function ()
+			local metadata = lib.metadata_element(lib.fields_of(photo_result({ length = 4200 })));
+			local names = {};
+			for child in metadata:childtags() do names[#names+1] = child.name; end
+			assert.same({ "bytes", "type", "width", "height", "blurhash", "length" }, names);
+			assert.equal("4200", metadata:get_child_text("length"));
+			-- A voice note: no picture, only its size, type and duration.
+			local voice = lib.metadata_element(lib.fields_of({ bytes = 20000, type = "audio/mp4", length = 4200 }));
+			assert.equal("4200", voice:get_child_text("length"));
+			assert.is_nil(voice:get_child("width"));
+		end);
 	end);
 end);

@@ -7,9 +7,15 @@ use base64::Engine;
 use crate::background::{self, Budget, Cancel};
 use crate::decode;
 use crate::error::{Error, Result};
-use crate::fetch::{Body, Fetcher};
+use crate::fetch::{Body, Fetcher, Tail};
+use crate::measure;
+use crate::media::{self, Probe};
 use crate::options::Options;
-use crate::sniff;
+use crate::sniff::{self, Family, Format};
+
+/// Bytes of a file's end read for an MP4's `moov` or an Ogg's last page: at most this, and
+/// never more than `max_bytes`.
+pub const MAX_TAIL: u64 = 8 * 1024 * 1024;
 
 /// What is known about a URL's media; a field that is not known is `None`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,6 +37,10 @@ pub struct Metadata {
     pub thumbnail: Option<String>,
     pub thumbnail_width: Option<u32>,
     pub thumbnail_height: Option<u32>,
+    /// Audio or video duration, whole milliseconds.
+    pub length: Option<u64>,
+    /// Whether a GIF, PNG or WebP has more than one frame (`None` for other formats).
+    pub animated: Option<bool>,
     /// Why a field the admin might expect is missing (for logs and tools, never for clients).
     pub note: Option<String>,
     /// The kind of error (`Error::kind`) that kept the picture from being decoded, when only
@@ -41,8 +51,20 @@ pub struct Metadata {
 impl Metadata {
     /// Whether anything is known at all (if not, no element is added).
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_none() && self.mime.is_none() && self.width.is_none() && self.blurhash.is_none()
+        self.bytes.is_none()
+            && self.mime.is_none()
+            && self.width.is_none()
+            && self.blurhash.is_none()
+            && self.length.is_none()
     }
+}
+
+/// What a prober that does not decode pixels found ([`crate::measure`], [`crate::media`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Probed {
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub length: Option<u64>,
 }
 
 /// Fetches `url` with `fetcher` and describes what came back, within the time budget
@@ -57,27 +79,88 @@ pub fn analyze(fetcher: &Fetcher, url: &str) -> Result<Metadata> {
 pub fn analyze_cancellable(fetcher: &Fetcher, url: &str, cancel: Option<Cancel>) -> Result<Metadata> {
     let _budget = Budget::start(fetcher.options().timeout, cancel);
     background::check()?;
-    catch_unwind(AssertUnwindSafe(|| describe(&fetcher.get(url)?, fetcher.options()))).map_err(Error::from_panic)?
+    catch_unwind(AssertUnwindSafe(|| {
+        let body = fetcher.get(url)?;
+        let limit = MAX_TAIL.min(fetcher.options().max_bytes) as usize;
+        describe_with_tail(&body, fetcher.options(), &|from| fetcher.tail(url, from, limit))
+    }))
+    .map_err(Error::from_panic)?
 }
 
-/// Describes a body: its size, its type (sniffed, else the server's word), and for the images
-/// we decode, their upright dimensions and BlurHash.
+/// How a describer gets the end of the file from an offset on, when the body was cut.
+pub type TailReader<'a> = &'a dyn Fn(u64) -> Result<Tail>;
+
+/// Describes a body: its size, its type (sniffed, else the server's word), and what its
+/// format's prober finds: for the images we decode their upright dimensions and BlurHash;
+/// for pictures measured from their headers, their size; for audio and video, the duration
+/// and displayed size. The end of the file is not asked for (see [`describe_with_tail`]).
 pub fn describe(body: &Body, opts: &Options) -> Result<Metadata> {
+    describe_with_tail(body, opts, &|_| Err(Error::Closed))
+}
+
+/// [`describe`], reading the end of the file with `tail` when a container needs it.
+pub fn describe_with_tail(body: &Body, opts: &Options, tail: TailReader) -> Result<Metadata> {
     let sniffed = sniff::sniff(&body.data);
     let mut meta = Metadata {
         bytes: body.content_length.or(body.length).or(body.complete.then_some(body.data.len() as u64)),
-        mime: sniffed.map(str::to_owned).or_else(|| body.content_type.as_deref().and_then(sniff::content_type_essence)),
+        mime: sniffed
+            .map(|f| f.mime().to_owned())
+            .or_else(|| body.content_type.as_deref().and_then(sniff::content_type_essence)),
         name: body.name.clone(),
         date: body.date.clone(),
         sha256: body.sha256.map(|h| base64::engine::general_purpose::STANDARD.encode(h)),
         ..Metadata::default()
     };
-    let Some(image) = sniffed.filter(|m| sniff::is_decodable(m)) else {
-        if opts.formats.files() && meta.sha256.is_none() {
-            meta.note = Some(format!("body is larger than max_bytes ({}): no sha256", opts.max_bytes));
+    if opts.formats.files() && meta.sha256.is_none() && sniffed.is_none_or(|f| !f.is_decoded()) {
+        meta.note = Some(format!("body is larger than max_bytes ({}): no sha256", opts.max_bytes));
+    }
+    let Some(format) = sniffed else { return Ok(meta) };
+    match format.family() {
+        Family::Decoded => decoded(meta, body, format, opts),
+        Family::Measured => Ok(probed(meta, measure::measure(&body.data, format))),
+        Family::Media => media_of(meta, body, format, tail),
+        Family::Other => Ok(meta),
+    }
+}
+
+/// Fills in what a prober found, or keeps what was known with its error as the note.
+fn probed(mut meta: Metadata, found: Result<Probed>) -> Metadata {
+    match found {
+        Ok(p) => {
+            meta.width = p.width;
+            meta.height = p.height;
+            meta.length = p.length;
         }
-        return Ok(meta);
+        Err(e) => {
+            meta.note = Some(note_after(meta.note.take(), &e.to_string()));
+            meta.error_kind = Some(e.kind());
+        }
+    }
+    meta
+}
+
+fn note_after(before: Option<String>, more: &str) -> String {
+    before.map_or_else(|| more.to_owned(), |b| format!("{b}; {more}"))
+}
+
+/// An audio or video container: its head, and its tail when the head points past it.
+fn media_of(meta: Metadata, body: &Body, format: Format, tail: TailReader) -> Result<Metadata> {
+    let undecodable = |why: String| Error::Decode { format: format.mime(), why };
+    let found = match media::probe(&body.data, body.complete, format, meta.bytes) {
+        Ok(Probe::Done(p)) => Ok(p),
+        Ok(Probe::Tail { from }) => match tail(from) {
+            Ok(t) => media::with_tail(&body.data, &t.data, format).map_err(undecodable),
+            Err(e @ (Error::Cancelled | Error::OverBudget { .. })) => return Err(e),
+            Err(e) => Err(Error::Decode { format: format.mime(), why: format!("reading the end of the file: {e}") }),
+        },
+        Err(why) => Err(undecodable(why)),
     };
+    Ok(probed(meta, found))
+}
+
+/// A picture we decode: its header, and its pixels when it was all read.
+fn decoded(mut meta: Metadata, body: &Body, image: Format, opts: &Options) -> Result<Metadata> {
+    meta.animated = measure::animated(&body.data, image);
     let decoded = if body.complete {
         match decode::decode(&body.data, image, true, opts) {
             Ok(decoded) => decoded,
@@ -114,7 +197,7 @@ pub fn describe(body: &Body, opts: &Options) -> Result<Metadata> {
 
 /// A decode error keeps what was already known: the size, the type, and the dimensions if
 /// the header could still be read; the error's message and kind go to the admin.
-fn undecoded(mut meta: Metadata, data: &[u8], image: &'static str, e: Error, opts: &Options) -> Metadata {
+fn undecoded(mut meta: Metadata, data: &[u8], image: Format, e: Error, opts: &Options) -> Metadata {
     if let Ok(header_only) = decode::decode(data, image, false, opts) {
         let (w, h) = header_only.header.upright();
         meta.width = Some(w);

@@ -23,6 +23,7 @@ use crate::jpeg_dc;
 use crate::jpeg_markers;
 use crate::options::Options;
 use crate::png_rows::{self, Failure};
+use crate::sniff::Format;
 use crate::thumbnail::{self, Thumbnails};
 use crate::vp8l::Verdict;
 use crate::webp;
@@ -68,21 +69,21 @@ impl Decoded {
     }
 }
 
-/// Reads the header of `bytes` (of the decodable type `mime`) and, when `hash` is set and the
+/// Reads the header of `bytes` (of the decoded format `format`) and, when `hash` is set and the
 /// image is within `opts.max_pixels`, decodes it and computes its BlurHash.
 ///
 /// Under a time budget (`background::Budget`) a decode past it fails with the budget's error
 /// (`OverBudget`, `Cancelled`), not as undecodable, whichever way the decoder passed it up.
-pub fn decode(bytes: &[u8], mime: &'static str, hash: bool, opts: &Options) -> Result<Decoded> {
+pub fn decode(bytes: &[u8], format: Format, hash: bool, opts: &Options) -> Result<Decoded> {
     let fail = |e: Box<dyn std::error::Error>| match background::check() {
         Err(stopped) => stopped,
-        Ok(()) => Error::Decode { format: mime, why: e.to_string() },
+        Ok(()) => Error::Decode { format: format.mime(), why: e.to_string() },
     };
-    match mime {
-        "image/jpeg" => jpeg(bytes, hash, opts).map_err(fail),
-        "image/png" => png(bytes, hash, opts).map_err(fail),
-        "image/gif" => with_image(bytes, ImageFormat::Gif, hash, opts).map_err(fail),
-        "image/webp" => with_image(bytes, ImageFormat::WebP, hash, opts).map_err(fail),
+    match format {
+        Format::Jpeg => jpeg(bytes, hash, opts).map_err(fail),
+        Format::Png => png(bytes, hash, opts).map_err(fail),
+        Format::Gif => with_image(bytes, ImageFormat::Gif, hash, opts).map_err(fail),
+        Format::WebP => with_image(bytes, ImageFormat::WebP, hash, opts).map_err(fail),
         _ => Err(fail("not a format we decode".into())),
     }
 }

@@ -19,7 +19,7 @@ use crate::options::Options;
 use crate::policy;
 use crate::resolve::{PolicyResolver, Within};
 use crate::response::{self, BodyReader, Head, HeadError};
-use crate::sniff;
+use crate::sniff::{self, Family};
 
 pub use crate::resolve::{system_lookup, Lookup};
 
@@ -47,6 +47,32 @@ pub struct Body {
     pub name: Option<String>,
     /// Last-Modified, as XEP-0082.
     pub date: Option<String>,
+}
+
+/// What a tail read brought back: bytes from `start` on, of a file of `total` bytes if the
+/// server said.
+#[derive(Debug)]
+pub struct Tail {
+    pub data: Vec<u8>,
+    pub start: u64,
+    pub total: Option<u64>,
+    /// Whether the body ended within the limit.
+    pub complete: bool,
+}
+
+/// `bytes N-M/T` (or `/*`) to N and T.
+fn content_range(value: &str) -> Option<(u64, Option<u64>)> {
+    let (range, total) = value.trim().strip_prefix("bytes ")?.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(first) || !digits(last) || !(digits(total) || total == "*") {
+        return None;
+    }
+    let (first, last): (u64, u64) = (first.parse().ok()?, last.parse().ok()?);
+    let total = if total == "*" { None } else { Some(total.parse().ok()?) };
+    // COMPAT Prosody 0.12's mod_http_file_share names the file's size as its last byte
+    // (`bytes N-SIZE/SIZE`): only the first byte and the framing matter here.
+    (first <= last && total.is_none_or(|t| last <= t)).then_some((first, total))
 }
 
 /// A reusable HTTP client bound to one set of `Options`.
@@ -86,6 +112,47 @@ impl Fetcher {
 
     /// GETs `raw`, following at most `max_redirects` checked redirects.
     pub fn get(&self, raw: &str) -> Result<Body> {
+        let (head, reader, url, shared) = self.open(raw, None)?;
+        let mut body = self.read_body(&head, reader, &url)?;
+        body.name = head.filename().or_else(|| name::from_url(&shared));
+        body.date = head.last_modified();
+        Ok(body)
+    }
+
+    /// The end of `raw` from byte `from` on, at most `limit` bytes, on a new request through
+    /// the same policy: `Range: bytes=N-`, the one form Prosody's mod_http_file_share honours
+    /// (13 answers 416 to the others, 0.12 ignores every Range and sends it all). Only a 206
+    /// whose Content-Range starts at `from` is read; a server that ignores the Range (200),
+    /// or answers for other bytes, costs no body read at all, and one that sends more than
+    /// asked is cut at `limit`.
+    pub fn tail(&self, raw: &str, from: u64, limit: usize) -> Result<Tail> {
+        if from == 0 {
+            // Prosody 13 answers 416 to bytes=0-, and it would be the whole file anyway.
+            return Err(Error::BadUrl { url: raw.to_owned(), why: "a tail read from byte 0".to_owned() });
+        }
+        let (head, reader, url, _) = self.open(raw, Some(from))?;
+        let refused = |why: String| Error::BadResponse { url: url.to_string(), why };
+        if head.status != 206 {
+            return Err(refused(format!("HTTP {} to Range: bytes={from}- (Range not honoured)", head.status)));
+        }
+        let range = head.first("Content-Range").unwrap_or_default();
+        let Some((start, total)) = content_range(range) else {
+            return Err(refused(format!("a 206 with Content-Range {range:?}, not bytes N-M/T")));
+        };
+        if start != from {
+            return Err(refused(format!("asked for bytes {from}- and got Content-Range {range:?}")));
+        }
+        let mut data = Vec::with_capacity(limit.min(HEAD_LEN));
+        let mut reader = Checked(reader);
+        let ended = read_up_to(&mut reader, &mut data, limit.saturating_add(1))
+            .map_err(|e| Error::Fetch { url: url.to_string(), why: format!("reading the tail: {e}") })?;
+        data.truncate(limit);
+        Ok(Tail { data, start, total, complete: ended })
+    }
+
+    /// Sends the GET (with `Range: bytes=N-` when `range` is set) and follows checked redirects
+    /// to a final response: its head, its body reader, its URL and the URL as shared.
+    fn open(&self, raw: &str, range: Option<u64>) -> Result<(Head, BodyReader, Url, Url)> {
         let deadline = Instant::now() + self.opts.timeout;
         let mut url = policy::check_url(raw, &self.opts)?;
         // The name a client would give the file is the one in the URL the occupant shared,
@@ -99,13 +166,16 @@ impl Fetcher {
                 return Err(Error::Timeout { phase: "the whole fetch", limit: self.opts.timeout });
             }
             let within = Within::deadline(deadline, self.opts.timeout);
-            let response = self
+            let mut request = self
                 .agent
                 .request_url("GET", &url)
                 .timeout(left)
                 .set("Accept-Encoding", "identity")
-                .set("Accept", "image/*, */*;q=0.5")
-                .call();
+                .set("Accept", "image/*, */*;q=0.5");
+            if let Some(from) = range {
+                request = request.set("Range", &format!("bytes={from}-"));
+            }
+            let response = request.call();
             drop(within);
             let response = match response {
                 Ok(r) => r,
@@ -134,10 +204,7 @@ impl Fetcher {
             if head.status >= 400 {
                 return Err(Error::Status { status: head.status, url: url.to_string() });
             }
-            let mut body = self.read_body(&head, body, &url)?;
-            body.name = head.filename().or_else(|| name::from_url(&shared));
-            body.date = head.last_modified();
-            return Ok(body);
+            return Ok((head, body, url, shared));
         }
     }
 
@@ -193,10 +260,12 @@ impl Fetcher {
         // limit tells a body that ends exactly there from a longer one.
         body.complete =
             read_up_to(&mut reader, &mut body.data, HEAD_LEN.min(max).saturating_add(1)).map_err(read_err)?;
-        let decodable = sniff::sniff(&body.data).is_some_and(sniff::is_decodable);
+        // Pictures and containers are read on (within max_bytes): their headers, and an
+        // MP4's moov, may be anywhere; for everything else the type is all there is.
+        let probed = sniff::sniff(&body.data).is_some_and(|f| f.family() != Family::Other);
         let fits = content_length.is_none_or(|n| n <= self.opts.max_bytes);
         let mut ended = body.complete;
-        if !body.complete && decodable && fits {
+        if !body.complete && probed && fits {
             body.complete = read_up_to(&mut reader, &mut body.data, max.saturating_add(1)).map_err(read_err)?;
             ended = body.complete;
         } else if !body.complete && hashes && fits {

@@ -27,15 +27,23 @@
 //! - `lua`: the binding, the only module that knows Lua. This file registers it.
 
 pub mod analyze;
+pub mod audio;
 pub mod background;
 pub mod blurhash;
 pub mod decode;
 pub mod error;
 pub mod fetch;
+pub mod heif;
+pub mod isobmff;
 pub mod jpeg_dc;
 pub mod jpeg_markers;
+pub mod jxl;
 mod lua;
+pub mod measure;
+pub mod media;
+pub mod mp4;
 pub mod name;
+pub mod ogg;
 pub mod options;
 pub mod png_rows;
 pub mod policy;
@@ -43,6 +51,7 @@ pub mod pool;
 pub mod resolve;
 pub mod response;
 pub mod sniff;
+pub mod svg;
 pub mod thumbnail;
 pub mod vp8l;
 pub mod webp;

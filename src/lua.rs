@@ -142,6 +142,8 @@ fn metadata_table(lua: &Lua, m: &Metadata) -> LuaResult<Table> {
     t.set("thumbnail", m.thumbnail.as_deref())?;
     t.set("thumbnail_width", m.thumbnail_width)?;
     t.set("thumbnail_height", m.thumbnail_height)?;
+    t.set("length", m.length)?;
+    t.set("animated", m.animated)?;
     t.set("note", m.note.as_deref())?;
     t.set("error_kind", m.error_kind)?;
     Ok(t)

@@ -15,19 +15,20 @@ use media_metadata::error::Error;
 use media_metadata::fetch::Fetcher;
 use media_metadata::options::{Options, PoolOptions};
 use media_metadata::pool::{Completion, Pool};
+use media_metadata::sniff::Format;
 
 /// One file per decode path: the DC-only JPEG reader, jpeg-decoder's scaled IDCT, and the
 /// image crate's PNG, GIF and WebP decoders (each behind the `Yielding` reader), and the
 /// shrink for all of them.
-fn every_path() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+fn every_path() -> Vec<(&'static str, Format, Vec<u8>)> {
     let big = photo(2400, 1800);
     let small = photo(320, 240);
     vec![
-        ("DC-only JPEG", "image/jpeg", jpeg(&big)),
-        ("jpeg-decoder", "image/jpeg", jpeg(&small)),
-        ("PNG", "image/png", png(&small)),
-        ("GIF", "image/gif", encode_as(&small, image::ImageFormat::Gif)),
-        ("WebP", "image/webp", encode_as(&small, image::ImageFormat::WebP)),
+        ("DC-only JPEG", Format::Jpeg, jpeg(&big)),
+        ("jpeg-decoder", Format::Jpeg, jpeg(&small)),
+        ("PNG", Format::Png, png(&small)),
+        ("GIF", Format::Gif, encode_as(&small, image::ImageFormat::Gif)),
+        ("WebP", Format::WebP, encode_as(&small, image::ImageFormat::WebP)),
     ]
 }
 
@@ -84,7 +85,7 @@ fn slow_png() -> Vec<u8> {
 fn slow_png_decode_time() -> Duration {
     let sixteenth = png_bomb(1750, 1750, 8, PNG_RGB, false);
     let t = Instant::now();
-    assert!(decode(&sixteenth, "image/png", true, &Options::default()).unwrap().blurhash.is_some());
+    assert!(decode(&sixteenth, Format::Png, true, &Options::default()).unwrap().blurhash.is_some());
     t.elapsed() * 16
 }
 

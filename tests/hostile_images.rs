@@ -19,7 +19,7 @@ use media_metadata::decode::{decode, Decoded};
 use media_metadata::error::Error;
 use media_metadata::fetch::Fetcher;
 use media_metadata::options::Options;
-use media_metadata::sniff::{is_decodable, sniff};
+use media_metadata::sniff::{sniff, Format};
 
 fn local() -> Options {
     Options { allow_private: true, ..Options::default() }
@@ -29,7 +29,7 @@ fn local() -> Options {
 #[track_caller]
 fn decode_image(bytes: &[u8], opts: &Options) -> Result<Decoded, Error> {
     let mime = sniff(bytes)
-        .filter(|m| is_decodable(m))
+        .filter(|m| m.is_decoded())
         .unwrap_or_else(|| panic!("not an image: {:?}", &bytes[..bytes.len().min(16)]));
     decode(bytes, mime, true, opts)
 }
@@ -57,7 +57,7 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
         .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
-        .filter(|(_, b)| sniff(b).is_some_and(is_decodable))
+        .filter(|(_, b)| sniff(b).is_some_and(Format::is_decoded))
         .collect();
     files.sort();
     files
@@ -87,7 +87,7 @@ fn generated() -> Vec<(String, Vec<u8>)> {
 
 /// Decodes `bytes` with a panic caught: `Err(message)` if it panicked.
 fn decode_catching(bytes: &[u8], opts: &Options) -> Result<Result<Decoded, Error>, String> {
-    let Some(mime) = sniff(bytes).filter(|m| is_decodable(m)) else {
+    let Some(mime) = sniff(bytes).filter(|m| m.is_decoded()) else {
         return Ok(Err(Error::Decode { format: "none", why: "not sniffed as an image".into() }));
     };
     catch_unwind(AssertUnwindSafe(|| decode(bytes, mime, true, opts))).map_err(|p| match Error::from_panic(p) {
@@ -115,7 +115,7 @@ fn check_variant(name: &str, what: &str, bytes: &[u8], opts: &Options, panics: &
         }
         Ok(Ok(_)) => true,
         Ok(Err(Error::Decode { format, .. })) => {
-            let sniffed = sniff(bytes).filter(|m| is_decodable(m)).unwrap_or("none");
+            let sniffed = sniff(bytes).filter(|m| m.is_decoded()).map_or("none", Format::mime);
             assert_eq!(format, sniffed, "{name} {what}: the error names another format");
             false
         }

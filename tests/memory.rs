@@ -23,6 +23,7 @@ use media_metadata::decode::decode;
 use media_metadata::fetch::Fetcher;
 use media_metadata::options::Options;
 use media_metadata::sniff::sniff;
+use media_metadata::sniff::Format;
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -245,7 +246,7 @@ fn declared_giants_cost_nothing() {
     let at = bytes.windows(2).position(|m| m == [0xff, 0xc2]).unwrap();
     let mut giant = bytes.clone();
     giant[at + 5..at + 9].copy_from_slice(&[0xff, 0xff, 0xff, 0xff]);
-    let (d, peak) = peak_of(|| decode(&giant, "image/jpeg", true, &opts));
+    let (d, peak) = peak_of(|| decode(&giant, Format::Jpeg, true, &opts));
     assert!(d.unwrap().blurhash.is_none());
     check("JPEG declaring 65535x65535", peak, &opts, MB);
 }
@@ -260,7 +261,7 @@ fn a_webp_exif_chunk_declaring_gigabytes() {
     let at = bytes.windows(4).position(|w| w == b"EXIF").unwrap();
     bytes[at + 4..at + 8].copy_from_slice(&0x8c8c_001au32.to_le_bytes());
     let opts = Options::default();
-    let (_, peak) = peak_of(|| decode(&bytes, "image/webp", true, &opts));
+    let (_, peak) = peak_of(|| decode(&bytes, Format::WebP, true, &opts));
     check(&format!("WebP of {} bytes, EXIF chunk declaring 2.36 GB", bytes.len()), peak, &opts, MB);
 }
 
@@ -343,7 +344,7 @@ fn the_webp_rule_bounds_what_image_webp_takes() {
             media_metadata::vp8l::Verdict::Costs(c) => c as usize,
             refused => panic!("{what}: {refused:?}"),
         };
-        let (d, peak) = peak_of(|| decode(&bytes, "image/webp", true, &opts));
+        let (d, peak) = peak_of(|| decode(&bytes, Format::WebP, true, &opts));
         eprintln!(
             "{what:<48} rule {:>7.2} MB  peak {:>7.2} MB  {:?}",
             rule as f64 / 1e6,
@@ -373,7 +374,7 @@ fn files_just_under_the_memory_rules_decode_within_the_bound() {
     bomb(&format!("animated WebP {s}x{s}, one frame"), under, &opts, decoder_limit(&opts));
     let s = s + 64;
     let over = webp_animated(s, s, &[(0, 0, s, s, vp8l_flat(s, s, [255, 0, 0, 0]))]);
-    let (d, peak) = peak_of(|| decode(&over, "image/webp", true, &opts));
+    let (d, peak) = peak_of(|| decode(&over, Format::WebP, true, &opts));
     assert!(d.unwrap().note.unwrap().contains("over the decoder limit"));
     check(&format!("animated WebP {s}x{s}, refused"), peak, &opts, MB);
     // GIF: a 1x1 screen, a first frame of max_pixels (one index and four bytes a pixel).

@@ -8,6 +8,7 @@ use common::*;
 use media_metadata::error::Error;
 use media_metadata::options::{Options, PoolOptions};
 use media_metadata::pool::{Completion, Pool};
+use media_metadata::sniff::Format;
 
 fn pool(threads: usize, queue_length: usize) -> Pool {
     Pool::new(PoolOptions {
@@ -220,12 +221,12 @@ fn workers_offer_their_core_while_decoding() {
         (
             "jpeg-decoder",
             Box::new(move || {
-                assert!(decode(&small, "image/jpeg", true, &Options::default()).unwrap().blurhash.is_some())
+                assert!(decode(&small, Format::Jpeg, true, &Options::default()).unwrap().blurhash.is_some())
             }),
         ),
         (
             "image crate (PNG)",
-            Box::new(move || assert!(decode(&png, "image/png", true, &Options::default()).unwrap().blurhash.is_some())),
+            Box::new(move || assert!(decode(&png, Format::Png, true, &Options::default()).unwrap().blurhash.is_some())),
         ),
     ];
     for (what, run) in &paths {

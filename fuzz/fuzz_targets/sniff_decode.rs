@@ -11,7 +11,7 @@
 use libfuzzer_sys::fuzz_target;
 use media_metadata::decode::{decode, decoder_memory};
 use media_metadata::options::Options;
-use media_metadata::sniff::{content_type_essence, is_decodable, sniff};
+use media_metadata::sniff::{content_type_essence, sniff, Format};
 
 #[allow(dead_code)] // peak_of: for tests/memory.rs
 #[path = "../../tests/common/peak_alloc.rs"]
@@ -34,11 +34,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = content_type_essence(text);
     }
     let Some(mime) = sniff(data) else { return };
-    if !is_decodable(mime) {
+    if !mime.is_decoded() {
         return;
     }
     let header_only = bounded("header", bound, || decode(data, mime, false, &opts));
-    if mime == "image/jpeg" {
+    if mime == Format::Jpeg {
         // The DC-only reader on its own: decode() uses it only for large pictures.
         if let Some(dc) = bounded("jpeg_dc", bound, || media_metadata::jpeg_dc::decode(data, opts.max_pixels)) {
             let channels = if matches!(dc.layout, media_metadata::blurhash::Layout::Luma) { 1 } else { 3 };

@@ -1,0 +1,110 @@
+//! MP4, M4A, QuickTime and 3GP: duration and the video's displayed size, from the `moov`
+//! box, read by Mozilla's `mp4parse` (the parser Firefox ships, fuzzed there, with fallible
+//! allocation throughout, so a `moov` declaring 2^32 samples fails instead of allocating).
+//!
+//! mp4parse reads the boxes of a stream in order and fails on an `mdat` cut short, so it is
+//! given the `moov` box alone, found by the bounded top-level walk in [`crate::isobmff`];
+//! [`locate`] also says where a `moov` after the media data would start, for a tail read.
+
+use std::io::Cursor;
+
+use mp4parse::TrackType;
+
+use crate::analyze::Probed;
+use crate::isobmff;
+
+/// Where the `moov` box is, as far as the top-level walk over `data` can tell.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Moov<'a> {
+    /// The whole box (header included) is in the data.
+    Here(&'a [u8]),
+    /// Not in the data, which ends inside a box; the next top-level box starts at this offset
+    /// of the file (the `moov`, most likely, after a phone's `mdat`).
+    After(u64),
+    /// Not in the data, and nothing follows the last box.
+    Missing,
+    /// The `moov` starts in the data but is cut at its end: the file from its start is needed.
+    Cut(u64),
+}
+
+/// Finds the `moov` among the top-level boxes of `data`, the start of a file.
+pub fn locate(data: &[u8]) -> Moov<'_> {
+    let mut next = 0;
+    for b in isobmff::boxes(data) {
+        if &b.kind == b"moov" {
+            return if b.is_whole() { Moov::Here(b.bytes(data)) } else { Moov::Cut(b.start) };
+        }
+        next = b.end();
+    }
+    if next > data.len() as u64 {
+        Moov::After(next)
+    } else {
+        Moov::Missing
+    }
+}
+
+/// Reads a whole `moov` box: the longest track's duration, the first video track's size with
+/// its matrix's quarter turn applied.
+pub fn probe(moov: &[u8]) -> Result<Probed, String> {
+    let context = mp4parse::read_mp4(&mut Cursor::new(moov)).map_err(|e| format!("mp4parse: {e:?}"))?;
+    let mut probed = Probed::default();
+    for track in context.tracks.iter() {
+        if let (Some(d), Some(ts)) = (track.duration, track.timescale) {
+            if ts.0 > 0 {
+                let ms = u64::try_from(u128::from(d.0) * 1000 / u128::from(ts.0)).unwrap_or(u64::MAX);
+                probed.length = Some(probed.length.map_or(ms, |l: u64| l.max(ms)));
+            }
+        }
+        if track.track_type == TrackType::Video && probed.width.is_none() {
+            if let Some(tkhd) = &track.tkhd {
+                let (w, h) = (tkhd.width >> 16, tkhd.height >> 16);
+                let m = tkhd.matrix;
+                // A quarter turn has no cosine: a = d = 0, b = ±1, c = ∓1.
+                let turned = m.a == 0 && m.d == 0 && m.b != 0 && m.c != 0;
+                if w > 0 && h > 0 {
+                    (probed.width, probed.height) = if turned { (Some(h), Some(w)) } else { (Some(w), Some(h)) };
+                }
+            }
+        }
+    }
+    if probed.length.is_none() && probed.width.is_none() {
+        return Err("no track with a duration or a video size".to_owned());
+    }
+    Ok(probed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bx(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut b = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+        b.extend_from_slice(kind);
+        b.extend_from_slice(body);
+        b
+    }
+
+    #[test]
+    fn moov_before_after_or_cut() {
+        let ftyp = bx(b"ftyp", b"isom\0\0\0\0isom");
+        let moov = bx(b"moov", &[0; 8]);
+        let data = [ftyp.clone(), moov.clone()].concat();
+        assert_eq!(locate(&data), Moov::Here(&moov[..]));
+        let mut mdat = 1_000_000u32.to_be_bytes().to_vec();
+        mdat.extend_from_slice(b"mdat\0\0");
+        let head = [ftyp.clone(), mdat].concat();
+        assert_eq!(locate(&head), Moov::After(ftyp.len() as u64 + 1_000_000));
+        assert_eq!(locate(&[ftyp.clone(), moov[..10].to_vec()].concat()), Moov::Cut(ftyp.len() as u64));
+        assert_eq!(locate(&ftyp), Moov::Missing);
+    }
+
+    #[test]
+    fn nested_ten_thousand_deep_is_an_error() {
+        let mut inner = Vec::new();
+        for _ in 0..10_000 {
+            inner = bx(b"trak", &inner);
+        }
+        let moov = bx(b"moov", &inner);
+        assert!(probe(&moov).is_err());
+    }
+}
