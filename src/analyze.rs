@@ -81,10 +81,15 @@ pub fn analyze_cancellable(fetcher: &Fetcher, url: &str, cancel: Option<Cancel>)
     background::check()?;
     catch_unwind(AssertUnwindSafe(|| {
         let body = fetcher.get(url)?;
-        let limit = MAX_TAIL.min(fetcher.options().max_bytes) as usize;
+        let limit = tail_limit(fetcher.options()) as usize;
         describe_with_tail(&body, fetcher.options(), &|from| fetcher.tail(url, from, limit))
     }))
     .map_err(Error::from_panic)?
+}
+
+/// Bytes a tail read may take: [`MAX_TAIL`], or `max_bytes` if less.
+pub fn tail_limit(opts: &Options) -> u64 {
+    MAX_TAIL.min(opts.max_bytes)
 }
 
 /// How a describer gets the end of the file from an offset on, when the body was cut.
@@ -118,7 +123,7 @@ pub fn describe_with_tail(body: &Body, opts: &Options, tail: TailReader) -> Resu
     match format.family() {
         Family::Decoded => decoded(meta, body, format, opts),
         Family::Measured => Ok(probed(meta, measure::measure(&body.data, format))),
-        Family::Media => media_of(meta, body, format, tail),
+        Family::Media => media_of(meta, body, format, tail_limit(opts), tail),
         Family::Other => Ok(meta),
     }
 }
@@ -144,12 +149,12 @@ fn note_after(before: Option<String>, more: &str) -> String {
 }
 
 /// An audio or video container: its head, and its tail when the head points past it.
-fn media_of(meta: Metadata, body: &Body, format: Format, tail: TailReader) -> Result<Metadata> {
+fn media_of(meta: Metadata, body: &Body, format: Format, limit: u64, tail: TailReader) -> Result<Metadata> {
     let undecodable = |why: String| Error::Decode { format: format.mime(), why };
-    let found = match media::probe(&body.data, body.complete, format, meta.bytes) {
+    let found = match media::probe(&body.data, body.complete, format, meta.bytes, limit) {
         Ok(Probe::Done(p)) => Ok(p),
         Ok(Probe::Tail { from }) => match tail(from) {
-            Ok(t) => media::with_tail(&body.data, &t.data, format).map_err(undecodable),
+            Ok(t) => media::with_tail(&body.data, &t.data, t.complete, format).map_err(undecodable),
             Err(e @ (Error::Cancelled | Error::OverBudget { .. })) => return Err(e),
             Err(e) => Err(Error::Decode { format: format.mime(), why: format!("reading the end of the file: {e}") }),
         },

@@ -108,7 +108,7 @@ impl FrameHeader {
             [0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256],
         ];
         let index = usize::from(b2 >> 4);
-        let row = 3 - usize::from(layer); // 0: layer III, 1: II, 2: I
+        let row = usize::from(layer) - 1; // 0: layer III, 1: II, 2: I
         let kbps = *if mpeg1 { V1[row].get(index)? } else { V2[usize::from(row == 2)].get(index)? };
         let rate = *[[11025, 12000, 8000], [0, 0, 0], [22050, 24000, 16000], [44100, 48000, 32000]]
             [usize::from(version)]

@@ -22,8 +22,15 @@ pub enum Probe {
     },
 }
 
-/// Reads `data`, the start of a file (all of it when `complete`) of `total` bytes if known.
-pub fn probe(data: &[u8], complete: bool, format: Format, total: Option<u64>) -> Result<Probe, String> {
+/// Reads `data`, the start of a file (all of it when `complete`) of `total` bytes if known;
+/// a tail it asks for will be at most `tail_limit` bytes.
+pub fn probe(
+    data: &[u8],
+    complete: bool,
+    format: Format,
+    total: Option<u64>,
+    tail_limit: u64,
+) -> Result<Probe, String> {
     let length = |ms: u64| Probe::Done(Probed { length: Some(ms), ..Probed::default() });
     match format {
         Format::Mp4 | Format::M4a | Format::QuickTime | Format::ThreeGp => match mp4::locate(data) {
@@ -35,7 +42,7 @@ pub fn probe(data: &[u8], complete: bool, format: Format, total: Option<u64>) ->
             let stream = ogg::first_page(data)?;
             match (complete, total) {
                 (true, _) => ogg::length(stream, data).map(length).ok_or_else(no_last_page),
-                (false, Some(total)) => Ok(Probe::Tail { from: total.saturating_sub(OGG_TAIL) }),
+                (false, Some(total)) => Ok(Probe::Tail { from: total.saturating_sub(OGG_TAIL.min(tail_limit)) }),
                 (false, None) => Err("the end of the Ogg stream was not read and its size is unknown".to_owned()),
             }
         }
@@ -46,10 +53,14 @@ pub fn probe(data: &[u8], complete: bool, format: Format, total: Option<u64>) ->
     }
 }
 
-/// Finishes a [`Probe::Tail`] with `tail`, the file's bytes from the offset it asked for.
-pub fn with_tail(head: &[u8], tail: &[u8], format: Format) -> Result<Probed, String> {
+/// Finishes a [`Probe::Tail`] with `tail`, the file's bytes from the offset it asked for
+/// (up to its end when `complete`).
+pub fn with_tail(head: &[u8], tail: &[u8], complete: bool, format: Format) -> Result<Probed, String> {
     match format {
         Format::OggAudio | Format::OggVideo | Format::Ogg => {
+            if !complete {
+                return Err("the end of the Ogg stream is past what the tail read may take".to_owned());
+            }
             let stream = ogg::first_page(head)?;
             let ms = ogg::length(stream, tail).ok_or_else(no_last_page)?;
             Ok(Probed { length: Some(ms), ..Probed::default() })

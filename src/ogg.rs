@@ -29,8 +29,9 @@ pub fn first_page(data: &[u8]) -> Result<Stream, String> {
             0,
         )
     } else if packet.starts_with(b"\x7fFLAC") {
-        // Mapping header (9 bytes), "fLaC", then STREAMINFO: its rate is 20 bits at byte 10.
-        let info = packet.get(13 + 4 + 4..13 + 4 + 4 + 13).ok_or("a truncated Ogg FLAC header")?;
+        // Mapping header (9 bytes), "fLaC", a block header, then STREAMINFO: its rate is 20
+        // bits at byte 10.
+        let info = packet.get(9 + 4 + 4..9 + 4 + 4 + 13).ok_or("a truncated Ogg FLAC header")?;
         let rate = (u64::from(info[10]) << 12) | (u64::from(info[11]) << 4) | (u64::from(info[12]) >> 4);
         (rate, 0)
     } else {
@@ -49,7 +50,8 @@ pub fn length(stream: Stream, tail: &[u8]) -> Option<u64> {
     loop {
         if tail.get(at..at + 4) == Some(b"OggS") {
             if let Some(page) = Page::at(tail, at) {
-                if page.serial == stream.serial && page.granule >= 0 {
+                // Header pages have granule 0; -1 is "no packet ends here".
+                if page.serial == stream.serial && page.granule > 0 {
                     let samples = (page.granule as u64).saturating_sub(stream.pre_skip);
                     return u64::try_from(u128::from(samples) * 1000 / u128::from(stream.rate)).ok();
                 }
