@@ -34,6 +34,9 @@ pub enum Error {
     /// A response we will not read: a compressed body though identity was asked for.
     #[error("fetching {url} failed: {why}")]
     BadResponse { url: String, why: String },
+    /// A local upload's file could not be read (missing, a symlink, not a regular file).
+    #[error("cannot read {path}: {why}")]
+    File { path: String, why: String },
     #[error("cannot decode {format}: {why}")]
     Decode { format: &'static str, why: String },
     /// The analysis ran past `Options::timeout`, counted from its start, decoding included.
@@ -108,6 +111,7 @@ impl Error {
             Error::Fetch { .. } => "network",
             Error::TooLarge { .. } => "too_large",
             Error::BadResponse { .. } => "bad_response",
+            Error::File { .. } => "file",
             Error::Decode { .. } => "undecodable",
             Error::OverBudget { .. } => "over_budget",
             Error::Cancelled => "cancelled",
@@ -131,6 +135,7 @@ impl Error {
         "network",
         "too_large",
         "bad_response",
+        "file",
         "undecodable",
         "over_budget",
         "cancelled",
@@ -172,6 +177,7 @@ mod tests {
             Error::Fetch { url: s(), why: s() },
             Error::TooLarge { url: s(), why: s() },
             Error::BadResponse { url: s(), why: s() },
+            Error::File { path: s(), why: s() },
             Error::Decode { format: "image/png", why: s() },
             Error::OverBudget { limit: d },
             Error::Cancelled,

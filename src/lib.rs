@@ -11,6 +11,7 @@
 //! - [`response`]: response heads and body framing, the final response after interim ones, and
 //!   the file name (Content-Disposition) and date (Last-Modified) a head gives;
 //! - [`name`]: a file name made safe to show and save, and the name in a URL;
+//! - [`source`]: where the bytes come from: an HTTP GET, or this server's own upload on disk;
 //! - [`sniff`]: the media type from the first bytes;
 //! - [`decode`]: pixels from JPEG (scaled DCT), PNG, GIF and WebP under limits;
 //! - [`png_rows`]: PNG a row at a time into the shrink, its ICC and text chunks unread;
@@ -21,7 +22,8 @@
 //! - [`blurhash`]: the linear-light shrink (alpha kept beside) and the encoder;
 //! - [`thumbnail`]: the ThumbHash and the tiny PNG, from the same shrunk picture;
 //! - [`analyze`]: the steps above in order, for one URL;
-//! - [`pool`]: worker threads, a bounded queue and the fd that wakes Prosody;
+//! - [`pool`]: worker threads, a bounded queue and the fd that wakes Prosody, one job per URL;
+//! - [`cache`]: results by URL in memory, evicted in constant time;
 //! - [`background`]: how the workers stay out of Prosody's way (SCHED_IDLE, yield points),
 //!   and the time budget and cancel flag every analysis checks at those yield points;
 //! - `lua`: the binding, the only module that knows Lua. This file registers it.
@@ -30,6 +32,7 @@ pub mod analyze;
 pub mod audio;
 pub mod background;
 pub mod blurhash;
+pub mod cache;
 pub mod decode;
 pub mod error;
 pub mod fetch;
@@ -51,6 +54,7 @@ pub mod pool;
 pub mod resolve;
 pub mod response;
 pub mod sniff;
+pub mod source;
 pub mod svg;
 pub mod thumbnail;
 pub mod vp8l;

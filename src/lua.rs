@@ -10,6 +10,7 @@ use crate::blurhash::{self, Layout};
 use crate::fetch::Fetcher;
 use crate::options::{self, PoolOptions, Raw};
 use crate::pool::Pool;
+use crate::source::LocalFile;
 
 /// Expected failure: `nil, message, kind` (see [`crate::error::Error::kind`]).
 type Outcome<T> = (Option<T>, Option<String>, Option<&'static str>);
@@ -184,7 +185,18 @@ pub fn new_pool(_: &Lua, opts: Option<Table>) -> LuaResult<LuaPool> {
     Ok(LuaPool(Pool::new(options(opts)?)?))
 }
 
-/// The pool as Lua userdata: `submit`, `getfd`, `cancel`, `drain`, `close`.
+/// `submit_file(path, { name=, date=, type= })`: a local upload (see [`LocalFile`]).
+fn local_file(path: String, record: Option<Table>) -> LuaResult<LocalFile> {
+    let field = |k: &str| -> LuaResult<Option<String>> {
+        record
+            .as_ref()
+            .map_or(Ok(None), |t| t.get::<Option<mlua::LuaString>>(k))
+            .map(|v| v.map(|s| s.to_string_lossy()))
+    };
+    Ok(LocalFile { path: path.into(), name: field("name")?, date: field("date")?, content_type: field("type")? })
+}
+
+/// The pool as Lua userdata: `submit`, `submit_file`, `getfd`, `cancel`, `drain`, `close`.
 pub struct LuaPool(Pool);
 
 /// How long `close` waits for running analyses; longer would stall Prosody's main loop.
@@ -193,6 +205,9 @@ const CLOSE_GRACE: Duration = Duration::from_millis(200);
 impl UserData for LuaPool {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method_mut("submit", |_, this, url: String| Ok(outcome(this.0.submit(&url))));
+        methods.add_method_mut("submit_file", |_, this, (path, record): (String, Option<Table>)| {
+            Ok(outcome(this.0.submit_file(local_file(path, record)?)))
+        });
         methods.add_method("getfd", |_, this, ()| Ok(this.0.fd()));
         methods.add_method_mut("cancel", |_, this, id: u64| Ok(this.0.cancel(id)));
         methods.add_method_mut("drain", |lua, this, ()| {

@@ -1,8 +1,9 @@
 //! Where the Lua thread gets woken: worker threads analyse URLs from a bounded queue and hand
 //! plain results back through a completion list, writing a byte to a socket pair whose read
-//! end Prosody watches. Workers never touch Lua.
+//! end Prosody watches. Workers never touch Lua. A URL is analysed once at a time: whoever
+//! submits it while it is queued or running waits for that same job.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -13,16 +14,19 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::analyze::{analyze_cancellable, Metadata};
+use crate::analyze::Metadata;
 use crate::background::{self, Cancel};
+use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::fetch::Fetcher;
 use crate::options::PoolOptions;
+use crate::source::{self, LocalFile, Remote, Source};
 
 /// The outcome of one submitted URL.
 #[derive(Debug, Clone)]
 pub struct Completion {
     pub id: u64,
+    /// The URL, or `file:` and the path of a local upload.
     pub url: String,
     /// The metadata, or the error with its kind (`Error::kind`) for the plugin's metric.
     pub result: Result<Metadata>,
@@ -32,7 +36,8 @@ pub struct Completion {
 
 struct Job {
     id: u64,
-    url: String,
+    key: String,
+    source: Box<dyn Source>,
     cancel: Cancel,
 }
 
@@ -58,9 +63,28 @@ pub struct Pool {
     readable: UnixStream,
     workers: Vec<JoinHandle<()>>,
     next_id: u64,
-    /// The jobs queued or running (submitted, not drained yet): their cancel flags.
-    pending: HashMap<u64, Cancel>,
+    /// The jobs queued or running (submitted, not drained yet), by job id.
+    pending: HashMap<u64, Running>,
+    /// The job analysing each URL now, and the job each joined id is answered by (an id that
+    /// started its own job is its job's id).
+    by_url: HashMap<String, u64>,
+    job_of: HashMap<u64, u64>,
     cache: Cache,
+}
+
+/// A job queued or running, and who waits for it: the id that started it, and the ids that
+/// joined it, each with whether it gave up (`cancel`). It stops once all of them have.
+struct Running {
+    cancel: Cancel,
+    given_up: bool,
+    /// Empty (no allocation) unless the URL was shared again while it ran.
+    joined: Vec<(u64, bool)>,
+}
+
+impl Running {
+    fn wanted(&self) -> bool {
+        !self.given_up || self.joined.iter().any(|&(_, given_up)| !given_up)
+    }
 }
 
 impl Pool {
@@ -84,11 +108,34 @@ impl Pool {
             })
             .collect::<Result<Vec<_>>>()?;
         let cache = Cache::new(opts.cache_size, opts.cache_ttl, opts.cache_ttl.min(opts.failure_ttl));
-        Ok(Pool { jobs: Some(tx), shared, readable, workers, next_id: 0, pending: HashMap::new(), cache })
+        Ok(Pool {
+            jobs: Some(tx),
+            shared,
+            readable,
+            workers,
+            next_id: 0,
+            pending: HashMap::new(),
+            by_url: HashMap::new(),
+            job_of: HashMap::new(),
+            cache,
+        })
     }
 
-    /// Queues `url` and returns its job id; never blocks. A cached result completes at once.
+    /// Queues `url` and returns an id for its completion; never blocks. A cached result
+    /// completes at once; a URL already queued or running (and not cancelled) is not queued
+    /// again: the id completes with that job's result.
     pub fn submit(&mut self, url: &str) -> Result<u64> {
+        self.submit_source(url, || Box::new(Remote(url.to_owned())))
+    }
+
+    /// Queues a local upload (see [`LocalFile`]) as `submit` queues a URL; its results are
+    /// cached and shared under `file:` and its path.
+    pub fn submit_file(&mut self, file: LocalFile) -> Result<u64> {
+        let key = format!("file:{}", file.path.display());
+        self.submit_source(&key, || Box::new(file))
+    }
+
+    fn submit_source(&mut self, url: &str, source: impl FnOnce() -> Box<dyn Source>) -> Result<u64> {
         if self.jobs.is_none() {
             return Err(Error::Closed);
         }
@@ -98,11 +145,19 @@ impl Pool {
             self.shared.complete(Completion { id, url: url.to_owned(), result, cached: true });
             return Ok(id);
         }
+        if let Some(&job) = self.by_url.get(url) {
+            if let Some(running) = self.pending.get_mut(&job).filter(|r| !r.cancel.is_cancelled()) {
+                running.joined.push((id, false));
+                self.job_of.insert(id, job);
+                return Ok(id);
+            }
+        }
         let jobs = self.jobs.as_ref().ok_or(Error::Closed)?;
         let cancel = Cancel::default();
-        match jobs.try_send(Job { id, url: url.to_owned(), cancel: cancel.clone() }) {
+        match jobs.try_send(Job { id, key: url.to_owned(), source: source(), cancel: cancel.clone() }) {
             Ok(()) => {
-                self.pending.insert(id, cancel);
+                self.pending.insert(id, Running { cancel, given_up: false, joined: Vec::new() });
+                self.by_url.insert(url.to_owned(), id);
                 Ok(id)
             }
             Err(TrySendError::Full(_)) => Err(Error::QueueFull),
@@ -110,12 +165,24 @@ impl Pool {
         }
     }
 
-    /// Cancels job `id` if it is queued or running: it stops at its next yield point (a
-    /// queued one before it starts) and completes with `Error::Cancelled`, unless it finished
-    /// first; either way its completion still comes through `drain`. False when the job is
-    /// not pending (unknown, answered from the cache, or already drained).
+    /// Gives up waiting for `id`. Once every id waiting for its job has given up, the job
+    /// stops at its next yield point (a queued one before it starts) and completes with
+    /// `Error::Cancelled`, unless it finished first; either way each id's completion still
+    /// comes through `drain`. False when `id` is not pending (unknown, answered from the
+    /// cache, or already drained).
     pub fn cancel(&mut self, id: u64) -> bool {
-        self.pending.get(&id).map(Cancel::cancel).is_some()
+        let job = self.job_of.get(&id).copied().unwrap_or(id);
+        let Some(running) = self.pending.get_mut(&job) else { return false };
+        if job == id {
+            running.given_up = true;
+        }
+        for joined in running.joined.iter_mut().filter(|(j, _)| *j == id) {
+            joined.1 = true;
+        }
+        if !running.wanted() {
+            running.cancel.cancel();
+        }
+        true
     }
 
     /// The fd that becomes readable when completions are waiting.
@@ -123,21 +190,35 @@ impl Pool {
         self.readable.as_raw_fd()
     }
 
-    /// Every completion waiting now; empties the fd too, so a level-triggered watcher rests.
-    /// Analysed results and failures go into the cache (a result served from it is not stored
-    /// again: it expires `cache_ttl` after it was fetched); cancelled jobs do not (they say
-    /// nothing of the URL).
+    /// Every completion waiting now, one per submitted id; empties the fd too, so a
+    /// level-triggered watcher rests. Analysed results and failures go into the cache (a
+    /// result served from it is not stored again: it expires `cache_ttl` after it was
+    /// fetched); cancelled jobs do not (they say nothing of the URL).
     pub fn drain(&mut self) -> Vec<Completion> {
         let mut sink = [0u8; 256];
         while matches!((&self.readable).read(&mut sink), Ok(n) if n > 0) {}
         let done = std::mem::take(&mut *self.shared.done.lock().unwrap_or_else(|p| p.into_inner()));
-        for c in &done {
-            self.pending.remove(&c.id);
-            if !c.cached && !matches!(c.result, Err(Error::Cancelled)) {
+        let mut out = Vec::with_capacity(done.len());
+        for c in done {
+            let Some(running) = (!c.cached).then(|| self.pending.remove(&c.id)).flatten() else {
+                out.push(c);
+                continue;
+            };
+            // One lookup: the URL's job is nearly always this one (not when it was cancelled
+            // and the URL shared again meanwhile).
+            if let Some(job) = self.by_url.remove(&c.url).filter(|&job| job != c.id) {
+                self.by_url.insert(c.url.clone(), job);
+            }
+            if !matches!(c.result, Err(Error::Cancelled)) {
                 self.cache.put(&c.url, &c.result);
             }
+            for &(id, _) in &running.joined {
+                self.job_of.remove(&id);
+                out.push(Completion { id, url: c.url.clone(), result: c.result.clone(), cached: false });
+            }
+            out.push(c);
         }
-        done
+        out
     }
 
     /// Stops the workers: queued jobs are dropped, running ones are cancelled (each stops at
@@ -146,7 +227,7 @@ impl Pool {
     /// running. Idempotent.
     pub fn close(&mut self, grace: Duration) -> usize {
         self.shared.closing.store(true, Ordering::SeqCst);
-        self.pending.values().for_each(Cancel::cancel);
+        self.pending.values().for_each(|r| r.cancel.cancel());
         self.jobs = None; // a worker waiting for a job sees the queue disconnected and exits
         let until = Instant::now() + grace;
         while self.workers.iter().any(|w| !w.is_finished()) && Instant::now() < until {
@@ -179,67 +260,9 @@ fn work(rx: &Mutex<Receiver<Job>>, shared: &Shared, fetcher: &Fetcher) {
         let result = if job.cancel.is_cancelled() {
             Err(Error::Cancelled) // cancelled while queued: not even started
         } else {
-            catch_unwind(AssertUnwindSafe(|| analyze_cancellable(fetcher, &job.url, Some(job.cancel))))
+            catch_unwind(AssertUnwindSafe(|| source::analyze(job.source.as_ref(), fetcher, Some(job.cancel))))
                 .unwrap_or_else(|p| Err(Error::from_panic(p)))
         };
-        shared.complete(Completion { id: job.id, url: job.url, result, cached: false });
-    }
-}
-
-/// Results by URL: at most `size` (the oldest stored goes first), each for `ttl`, failures
-/// for `failure_ttl`. Every operation is O(log n), so a full cache of a million entries costs
-/// the main loop no more than an empty one.
-struct Cache {
-    size: usize,
-    ttl: Duration,
-    failure_ttl: Duration,
-    by_url: HashMap<String, Cached>,
-    /// URLs by when they were stored (a sequence number), oldest first.
-    order: BTreeMap<u64, String>,
-    stored: u64,
-}
-
-struct Cached {
-    at: Instant,
-    seq: u64,
-    result: Result<Metadata>,
-}
-
-impl Cache {
-    fn new(size: usize, ttl: Duration, failure_ttl: Duration) -> Cache {
-        Cache { size, ttl, failure_ttl, by_url: HashMap::new(), order: BTreeMap::new(), stored: 0 }
-    }
-
-    /// The result stored for `url`, unless it has expired (then it is dropped).
-    fn get(&mut self, url: &str) -> Option<Result<Metadata>> {
-        let c = self.by_url.get(url)?;
-        // A picture that could not be decoded (over its budget, say) may well decode next time.
-        let whole = c.result.as_ref().is_ok_and(|m| m.error_kind.is_none());
-        let ttl = if whole { self.ttl } else { self.failure_ttl };
-        if c.at.elapsed() <= ttl {
-            return Some(c.result.clone());
-        }
-        self.remove(url);
-        None
-    }
-
-    fn put(&mut self, url: &str, result: &Result<Metadata>) {
-        if self.size == 0 {
-            return;
-        }
-        if self.remove(url).is_none() && self.by_url.len() >= self.size {
-            if let Some((_, oldest)) = self.order.pop_first() {
-                self.by_url.remove(&oldest);
-            }
-        }
-        self.stored += 1;
-        self.order.insert(self.stored, url.to_owned());
-        self.by_url.insert(url.to_owned(), Cached { at: Instant::now(), seq: self.stored, result: result.clone() });
-    }
-
-    fn remove(&mut self, url: &str) -> Option<Cached> {
-        let c = self.by_url.remove(url)?;
-        self.order.remove(&c.seq);
-        Some(c)
+        shared.complete(Completion { id: job.id, url: job.key, result, cached: false });
     }
 }

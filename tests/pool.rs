@@ -61,12 +61,13 @@ fn results_arrive_through_the_fd_by_job_id() {
 
 #[test]
 fn a_full_queue_refuses_and_close_does_not_wait_for_a_hung_fetch() {
-    let s = Server::start(vec![("/hang", Reply::Hang)]);
+    let s = Server::start(vec![("/hang", Reply::Hang), ("/hang2", Reply::Hang), ("/hang3", Reply::Hang)]);
     let mut p = pool(1, 1);
     p.submit(&s.url("/hang")).unwrap(); // taken by the worker
     std::thread::sleep(Duration::from_millis(200));
-    p.submit(&s.url("/hang")).unwrap(); // waits in the queue
-    assert!(matches!(p.submit(&s.url("/hang")), Err(Error::QueueFull)));
+    p.submit(&s.url("/hang2")).unwrap(); // waits in the queue
+    p.submit(&s.url("/hang")).unwrap(); // joins the running job: nothing queued
+    assert!(matches!(p.submit(&s.url("/hang3")), Err(Error::QueueFull)));
     let t = Instant::now();
     assert_eq!(p.close(Duration::from_millis(100)), 1, "the hung worker is left to end by itself");
     assert!(t.elapsed() < Duration::from_millis(500));
@@ -88,6 +89,53 @@ fn a_repeated_url_is_answered_from_the_cache() {
     assert_eq!(second[0].id, id);
     assert_eq!(second[0].result.as_ref().unwrap(), first[0].result.as_ref().unwrap());
     assert_eq!(s.hits.lock().unwrap().get("/c.png"), Some(&1));
+}
+
+#[test]
+fn a_url_being_analysed_is_fetched_once_and_every_waiter_gets_the_result() {
+    let body = png(&photo(24, 12));
+    let s = Server::start(vec![("/slow.png", Reply::Slow(body, Duration::from_micros(300)))]);
+    // No cache: only the one job in flight can spare the second and third fetch.
+    let mut p = caching(0, Duration::from_secs(3600), Duration::from_secs(60));
+    let ids: Vec<u64> = (0..3).map(|_| p.submit(&s.url("/slow.png")).unwrap()).collect();
+    let done = collect(&mut p, 3);
+    let mut got: Vec<u64> = done.iter().map(|c| c.id).collect();
+    got.sort_unstable();
+    assert_eq!(got, ids, "one completion per submitted id");
+    for c in &done {
+        assert_eq!(c.result.as_ref().unwrap().width, Some(24), "job {}", c.id);
+        assert!(!c.cached);
+    }
+    assert_eq!(s.hits.lock().unwrap().get("/slow.png"), Some(&1), "fetched once for three shares");
+    // Once it is done, the next share starts a job of its own (there is no cache here).
+    p.submit(&s.url("/slow.png")).unwrap();
+    assert_eq!(collect(&mut p, 1).len(), 1);
+    assert_eq!(s.hits.lock().unwrap().get("/slow.png"), Some(&2));
+}
+
+#[test]
+fn a_shared_job_stops_only_when_every_waiter_has_given_up() {
+    // A body that takes 20 s to arrive, a byte every 5 ms: a cancelled read stops at the next.
+    let s = Server::start(vec![("/hang", Reply::Slow(vec![0; 4000], Duration::from_millis(5)))]);
+    let mut p = caching(16, Duration::from_secs(3600), Duration::from_secs(60));
+    let (a, b) = (p.submit(&s.url("/hang")).unwrap(), p.submit(&s.url("/hang")).unwrap());
+    assert!(p.cancel(a));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(p.drain().is_empty(), "b still waits: the job goes on");
+    assert!(p.cancel(b));
+    let done = collect(&mut p, 2);
+    assert_eq!(done.len(), 2);
+    assert!(done.iter().all(|c| matches!(c.result, Err(Error::Cancelled))), "{done:?}");
+    // A cancelled job is not joined: the next share fetches anew.
+    let c = p.submit(&s.url("/hang")).unwrap();
+    let until = Instant::now() + Duration::from_secs(5);
+    while s.hits.lock().unwrap().get("/hang") != Some(&2) {
+        assert!(Instant::now() < until, "not fetched again");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(p.cancel(c));
+    assert_eq!(collect(&mut p, 1)[0].id, c);
+    assert!(!p.cancel(a), "drained: no longer pending");
 }
 
 fn caching(cache_size: usize, cache_ttl: Duration, failure_ttl: Duration) -> Pool {
@@ -275,4 +323,53 @@ fn the_yielding_reader_offers_the_core_every_16_kib() {
     })
     .join()
     .unwrap();
+}
+
+/// The main loop's cost per result at the largest cache (`cache_size = 1048576`): the time
+/// `drain` takes per completion while the cache fills, and once it is full and every result
+/// stored evicts the oldest. Not a pass/fail test: run it with
+/// `cargo test --release --no-default-features --features lua54,vendored --test pool -- --ignored --nocapture drain_time`.
+#[test]
+#[ignore]
+fn drain_time_at_the_largest_cache() {
+    const SIZE: usize = 1_048_576;
+    const BATCH: usize = 65_536;
+    let mut p = Pool::new(PoolOptions {
+        threads: 2,
+        queue_length: BATCH,
+        cache_size: SIZE,
+        failure_ttl: Duration::from_secs(3600),
+        ..PoolOptions::default()
+    })
+    .unwrap();
+    // Refused at once (a private address), so the workers cost nearly nothing; a failure is
+    // cached like a result.
+    let mut n = 0u64;
+    let mut round = |p: &mut Pool| {
+        for _ in 0..BATCH {
+            n += 1;
+            p.submit(&format!("http://10.0.0.1/{n}/picture-with-a-typical-length.jpg")).unwrap();
+        }
+        let (mut got, mut spent) = (0, Duration::ZERO);
+        while got < BATCH {
+            std::thread::sleep(Duration::from_millis(20));
+            let t = Instant::now();
+            got += p.drain().len();
+            spent += t.elapsed();
+        }
+        spent
+    };
+    let (mut filling, mut full) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..SIZE / BATCH {
+        filling += round(&mut p);
+    }
+    for _ in 0..4 {
+        full += round(&mut p);
+    }
+    let per = |d: Duration, n: usize| d.as_nanos() as f64 / n as f64;
+    println!(
+        "drain per result: {:.0} ns while filling to {SIZE}, {:.0} ns when full (each evicts the oldest)",
+        per(filling, SIZE),
+        per(full, 4 * BATCH)
+    );
 }
