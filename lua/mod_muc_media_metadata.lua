@@ -17,6 +17,10 @@ local configmanager = require "core.configmanager";
 local human_units = require "util.human.units";
 local time_now = require "util.time".now;
 local getpid = require "util.pposix".getpid;
+local sha256 = require "util.hashes".sha256;
+local promise = require "util.promise";
+-- The function mod_http_file_share names its files with (storagemanager's olddm.getpath is it).
+local dm_getpath = require "util.datamanager".getpath;
 
 -- Released together with the library (Cargo.toml, the rockspec); the load line shows both.
 local version = "0.1.0";
@@ -179,8 +183,251 @@ local held_for = module:metric("histogram", "held", "seconds",
 	"Time a message was held back for analysis", {},
 	{ buckets = { 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 } }):with_labels();
 
+-- outcome: hit, miss, expired, invalid (a corrupt or foreign entry), stored, failed.
+local store_outcomes = module:metric("counter", "store", "",
+	"Lookups and writes of results in the persistent store, by outcome", { "outcome" });
+
+-- The same counts as plain numbers, for the shell command: a metric's value can only be read
+-- back with a statistics backend configured.
+local tally = {};
+
 local function count(outcome, error_kind)
 	url_outcomes:with_labels(outcome, error_kind or ""):add(1);
+	local name = error_kind and error_kind ~= "" and ("urls %s (%s)"):format(outcome, error_kind) or ("urls " .. outcome);
+	tally[name] = (tally[name] or 0) + 1;
+end
+
+local function count_store(outcome)
+	store_outcomes:with_labels(outcome):add(1);
+	tally["store " .. outcome] = (tally["store " .. outcome] or 0) + 1;
+end
+
+-- Persistent results --------------------------------------------------------------------------
+
+-- Results are kept in Prosody's storage (storage = "internal", "sql", ...) for cache_ttl, so a
+-- restart or reload does not analyse everything again, and several nodes on one SQL database
+-- share them. Keyed by what names the content: a local upload by its slot (a slot's file never
+-- changes), a remote URL by the URL (its ETag or Last-Modified are not known before a fetch:
+-- a changed file at the same URL is seen again after cache_ttl). The key is hashed: a URL is
+-- no file name. Failures and half-decoded pictures are not kept: they may well succeed later.
+local store_version = 1;
+local results_store = module:open_store("media_metadata");
+local store_down_until = nil; -- while the store fails: analyse without it, say so once
+local store_retry = 60;
+
+-- A failing store (SQL down) costs one log line per outage, never a message.
+local function store_failed(what, err)
+	if not store_down_until then
+		module:log("warn", "The results store failed (%s: %s): analysing without persistence, trying it again every %ds",
+			what, err, store_retry);
+	end
+	store_down_until = time_now() + store_retry;
+	count_store("failed");
+end
+
+local function store_usable()
+	if store_down_until and time_now() < store_down_until then return false; end
+	return true;
+end
+
+local function store_recovered()
+	if store_down_until then
+		module:log("info", "The results store works again: results persist");
+		store_down_until = nil;
+	end
+end
+
+-- What a stored result may hold: each field's Lua type and, for strings, the pattern and
+-- the longest value accepted. Anything else in an entry makes it corrupt or foreign.
+local base64 = "^[%w+/]+=*$";
+local result_fields = {
+	bytes = { "integer" }; width = { "integer" }; height = { "integer" };
+	thumbnail_width = { "integer" }; thumbnail_height = { "integer" };
+	type = { "string", "^[%w!#$&^_.+-]+/[%w!#$&^_.+-]+$", 255 };
+	blurhash = { "string", "^[%w#$%%*+,%-.:;=?@%[%]%^_{|}~]+$", 100 };
+	name = { "string", "^[^%c]+$", 1024 };
+	date = { "string", "^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ$", 20 };
+	sha256 = { "string", base64, 44 };
+	thumbhash = { "string", base64, 64 };
+	thumbnail = { "string", base64, 64 * 1024 };
+};
+
+-- A copy of `result` with only the fields above, or nil and why it cannot be trusted.
+local function checked_result(result)
+	if type(result) ~= "table" then return nil, "not a table"; end
+	local clean = {};
+	for name, value in pairs(result) do
+		local field = result_fields[name];
+		if not field then return nil, ("unknown field %s"):format(tostring(name)); end
+		local lua_type, pattern, max_len = field[1], field[2], field[3];
+		if lua_type == "integer" then
+			value = type(value) == "number" and math.tointeger(value) or nil;
+			if not value or value < 0 then
+				return nil, ("%s is not a whole number"):format(name);
+			end
+		elseif type(value) ~= "string" or #value > max_len or not value:find(pattern) then
+			return nil, ("bad %s"):format(name);
+		end
+		clean[name] = value;
+	end
+	return clean;
+end
+
+local function store_key(key)
+	return sha256(key, true);
+end
+
+-- The stored result for `key`, or nil (never stored, expired, unusable, or the store is down).
+local function recall(key)
+	if not (results_store and store_usable()) then return nil; end
+	local ok, entry, err = pcall(results_store.get, results_store, store_key(key));
+	if not ok or (entry == nil and err) then
+		store_failed("reading", ok and err or entry);
+		return nil;
+	end
+	store_recovered();
+	if entry == nil then count_store("miss"); return nil; end
+	local result, why;
+	if type(entry) ~= "table" or entry.v ~= store_version or entry.key ~= key or type(entry.at) ~= "number" then
+		why = "not an entry of this module";
+	else
+		result, why = checked_result(entry.result);
+	end
+	if not result then
+		module:log("warn", "Ignoring the stored result for %s: %s", key, why);
+		count_store("invalid");
+		return nil;
+	end
+	if os.time() - entry.at > options.cache_ttl then
+		count_store("expired");
+		pcall(results_store.set, results_store, store_key(key), nil);
+		return nil;
+	end
+	count_store("hit");
+	return result;
+end
+
+local function remember(key, result)
+	if not (results_store and store_usable()) or result.error_kind then return; end
+	local kept = {};
+	for name in pairs(result_fields) do kept[name] = result[name]; end
+	local clean, why = checked_result(kept);
+	if not clean then -- the library's own result: never expected
+		module:log("warn", "Not storing the result for %s: %s", key, why);
+		return;
+	end
+	local ok, done, err = pcall(results_store.set, results_store, store_key(key),
+		{ v = store_version; key = key; at = os.time(); result = clean });
+	if not ok or not done then
+		store_failed("writing", ok and err or done);
+		return;
+	end
+	store_recovered();
+	count_store("stored");
+end
+
+-- Local uploads ---------------------------------------------------------------------------------
+
+-- A URL of an http_file_share component of this Prosody is read from its store on disk by a
+-- worker: no HTTP request (and no allow_private for it), the name and date from the upload
+-- record. Found at each URL, so a component loaded after the MUC, or reloaded, is seen.
+
+local default_port = { http = "80"; https = "443" };
+
+-- scheme, authority (lower case, without a default port) and path of an http(s) URL.
+local function split_url(u)
+	local scheme, authority, path = u:match("^(%a[%w+.-]*)://([^/?#]+)([^?#]*)");
+	if not scheme then return nil; end
+	scheme, authority = scheme:lower(), authority:lower();
+	local port = authority:match(":(%d+)$");
+	if port and port == default_port[scheme] then authority = authority:sub(1, -#port - 2); end
+	return scheme, authority, path == "" and "/" or path;
+end
+
+-- Each upload component's env, base URL (configured or derived) and upload record store.
+local upload_stores = setmetatable({}, { __mode = "k" });
+local function upload_components()
+	local list = {};
+	for host, h in pairs(prosody.hosts) do
+		local env = h.modules and h.modules.http_file_share;
+		local mod = type(env) == "table" and env.module;
+		if mod then
+			local base = mod:get_option_string("http_file_share_base_url");
+			if not base and mod.http_url then
+				local ok, derived = pcall(mod.http_url, mod);
+				base = ok and derived or nil;
+			end
+			if base then
+				local records = upload_stores[mod];
+				if not records then
+					records = mod:open_store("uploads", "archive");
+					upload_stores[mod] = records;
+				end
+				list[#list+1] = { host = host; module = mod; base = base; records = records };
+			end
+		end
+	end
+	return list;
+end
+
+-- The slot a URL names on one of the components, or nil. A slot is what util.id or util.uuid
+-- made: letters, digits, - and _. Anything else (.., %2e%2e, /etc/passwd, a long string) is
+-- refused here, before it could be a path.
+local max_slot_length = 64;
+local function slot_of(u)
+	local scheme, authority, path = split_url(u);
+	if not scheme then return nil; end
+	for _, c in ipairs(upload_components()) do
+		local base_scheme, base_authority, base_path = split_url(c.base);
+		if base_path and base_path:sub(-1) ~= "/" then base_path = base_path .. "/"; end
+		if scheme == base_scheme and authority == base_authority and path:sub(1, #base_path) == base_path then
+			local raw = path:sub(#base_path + 1):match("^[^/]*");
+			local slot = raw:gsub("%%(%x%x)", function (h) return string.char(tonumber(h, 16)); end);
+			if #slot == 0 or #slot > max_slot_length or not slot:find("^[%w_-]+$") then
+				return false, c, ("%q is not a slot"):format(raw:sub(1, max_slot_length));
+			end
+			return slot, c;
+		end
+	end
+	return nil;
+end
+
+-- How long the component keeps uploads (its own default: a week); nil for ever.
+local function expiry_of(mod)
+	local name = "http_file_share_expires_after";
+	local expiry;
+	if mod.get_option_period then
+		expiry = mod:get_option_period(name, "1w");
+	else
+		expiry = mod:get_option_number(name, 7 * 86400); -- COMPAT: 0.12 takes seconds, <0 for ever
+	end
+	if expiry == math.huge or expiry < 0 then return nil; end
+	return expiry;
+end
+
+-- For a URL of a local upload: the file and its record, or false and why there is no
+-- metadata (unknown, expired or bad slot); nil for any other URL.
+local function local_upload(u)
+	local slot, c, why = slot_of(u);
+	if slot == nil then return nil; end
+	if not slot then return false, why; end
+	local ok, record, when = pcall(c.records.get, c.records, nil, slot);
+	if not ok or type(record) ~= "table" or not record.attr or type(when) ~= "number" then
+		return false, ("no upload %s on %s%s"):format(slot, c.host, ok and "" or (": " .. tostring(record)));
+	end
+	local expiry = expiry_of(c.module);
+	if expiry and when + expiry < os.time() then
+		return false, ("upload %s on %s has expired"):format(slot, c.host);
+	end
+	return {
+		key = ("upload %s %s"):format(c.host, slot);
+		path = dm_getpath(slot, c.host, "http_file_share", "bin");
+		record = {
+			name = record.attr.filename;
+			type = record.attr["content-type"];
+			date = os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(when));
+		};
+	};
 end
 
 -- Worker pool -------------------------------------------------------------------------------
@@ -194,6 +441,7 @@ local pool, watcher;
 local pool_pid; -- the process the workers were started in: threads do not survive a fork
 
 local release; -- lets a held message go on (below, with the held messages)
+local submit; -- hands one URL to the store, the pool or neither (below)
 
 -- Records a job's outcome; the message goes on once none of its jobs is left.
 local function finish(entry, done)
@@ -202,6 +450,15 @@ local function finish(entry, done)
 	held.pending = held.pending - 1;
 	if held.pending == 0 then
 		release(held);
+	end
+end
+
+-- A job of a held message, or of a shell command (which waits with on_done).
+local function complete(entry, done)
+	if entry.on_done then
+		entry.on_done(done);
+	else
+		finish(entry, done);
 	end
 end
 
@@ -223,7 +480,7 @@ local function stop_pool(reason, close)
 	-- Whoever still waits goes on now without metadata rather than at its deadline.
 	for id, entry in pairs(jobs) do
 		jobs[id] = nil;
-		finish(entry, { id = id, err = reason, kind = "closed" });
+		complete(entry, { id = id, err = reason, kind = "closed" });
 	end
 end
 
@@ -233,7 +490,7 @@ local function drain()
 		local entry = jobs[done.id];
 		if entry then
 			jobs[done.id] = nil;
-			finish(entry, done);
+			complete(entry, done);
 		else
 			module:log("debug", "Discarding the result of job %s: its message has gone on", done.id);
 		end
@@ -274,8 +531,11 @@ local function workers_here()
 	return ok;
 end
 
+local shell_hosts; -- this instance's entry for the shell commands (below)
+
 function module.unload()
 	stop_pool("module unloaded");
+	if shell_hosts then shell_hosts[module.host] = nil; end
 end
 
 -- Held messages -------------------------------------------------------------------------------
@@ -356,7 +616,7 @@ local function annotate(held)
 	local wanted, analysed = held.wanted or {}, false;
 	for _, entry in ipairs(wanted) do
 		if entry.held then
-			jobs[entry.id] = nil; -- a result after the deadline is discarded
+			if entry.id then jobs[entry.id] = nil; end -- a result after the deadline is discarded
 			local done = entry.done;
 			if not done then
 				module:log("debug", "No result for %s within %gs", entry.url, deadline);
@@ -368,6 +628,7 @@ local function annotate(held)
 				count("failed", done.kind or "other");
 			else
 				entry.result, analysed = done.result, true;
+				if not (done.stored or done.cached) then remember(entry.key, done.result); end
 				if done.result.note then
 					-- Why a field is missing (say, no blurhash past max_bytes): for the admin only.
 					module:log("debug", "%s: %s", entry.url, done.result.note);
@@ -423,6 +684,27 @@ local function collect(stanza)
 	return wanted;
 end
 
+-- Finds what `entry` (a URL of a message, or of a shell command) names and where its result
+-- comes from: the store (entry.done is set), the pool (a job id), or nowhere (nil, why, kind).
+function submit(entry)
+	local upload, why = local_upload(entry.url);
+	if upload == false then
+		return nil, why, "local";
+	end
+	entry.key = upload and upload.key or entry.url;
+	local stored = recall(entry.key);
+	if stored then
+		module:log("debug", "%s: from the results store", entry.url);
+		entry.done = { result = stored; stored = true };
+		return nil;
+	end
+	if upload then
+		module:log("debug", "%s is local upload %s: reading it from disk", entry.url, upload.path);
+		return pool:submit_file(upload.path, upload.record);
+	end
+	return pool:submit(entry.url);
+end
+
 -- Submits the message's URLs; true if it is held (for them, or behind its sender's earlier
 -- message). A message with nothing to wait for allocates nothing.
 local function hold(event)
@@ -435,21 +717,31 @@ local function hold(event)
 		return false;
 	end
 	local held = { event = event, wanted = wanted, pending = 0, started = time_now() };
+	local recalled = false;
 	if analyse then
 		for _, entry in ipairs(wanted) do
-			local id, err, kind = pool:submit(entry.url);
+			local id, err, kind = submit(entry);
 			if id then
 				entry.id, entry.held = id, held;
 				jobs[id] = entry;
 				held.pending = held.pending + 1;
-			else
+			elseif entry.done then -- from the store
+				entry.held, recalled = held, true;
+			elseif err then
 				module:log("debug", "Not analysing %s: %s", entry.url, err);
-				count("not_queued", kind or "other");
+				if kind == "local" then
+					count("unknown");
+				else
+					count("not_queued", kind or "other");
+				end
 			end
 		end
 	end
 	if held.pending == 0 then
-		if not queue then return false; end
+		if not queue then
+			if recalled then annotate(held); end -- all from the store: on at once
+			return false;
+		end
 		held.ready = true; -- waits only for the messages ahead of it
 	else
 		held.timer = module:add_timer(deadline, function () release(held); end);
@@ -505,6 +797,109 @@ end);
 module:hook_global("server-stopping", function ()
 	stop_pool("Prosody is stopping");
 end);
+
+-- Admin shell (Prosody 13) --------------------------------------------------------------------
+
+-- One known field a line, the thumbnail by its size only.
+local function describe_result(url, result, source)
+	local lines = { ("%s (%s):"):format(url, source) };
+	local names = {};
+	for name in pairs(result) do names[#names+1] = name; end
+	table.sort(names);
+	for _, name in ipairs(names) do
+		local value = result[name];
+		if name == "thumbnail" then value = ("%d bytes of base64"):format(#value); end
+		lines[#lines+1] = ("  %s = %s"):format(name, tostring(value));
+	end
+	return table.concat(lines, "\n");
+end
+
+-- Analyses `url` as a message in a room would have it analysed (local upload or fetch, the
+-- caches, the store, the pool and its limits), without a message: a promise of the result.
+local function analyse_for_shell(url)
+	return promise.new(function (resolve, reject)
+		if not workers_here() then return reject("the media_metadata workers are not running"); end
+		local entry = { url = url };
+		local id, err = submit(entry);
+		if entry.done then
+			return resolve(describe_result(url, entry.done.result, "from the results store"));
+		elseif not id then
+			return reject(("not analysed: %s"):format(err or "unknown"));
+		end
+		local timer;
+		function entry.on_done(done)
+			if timer then timer:stop(); end
+			if done.err then
+				return reject(("analysis failed (%s): %s"):format(done.kind or "other", done.err));
+			end
+			if not done.cached then remember(entry.key, done.result); end
+			resolve(describe_result(url, done.result, done.cached and "from the memory cache"
+				or entry.key ~= url and "read from the upload store" or "fetched"));
+		end
+		jobs[id] = entry;
+		timer = module:add_timer(options.timeout + 1, function ()
+			if jobs[id] ~= entry then return; end
+			jobs[id] = nil;
+			if pool then pool:cancel(id); end
+			reject(("no result within %gs"):format(options.timeout + 1));
+		end);
+	end);
+end
+
+local function counters_text()
+	local names = {};
+	for name in pairs(tally) do names[#names+1] = name; end
+	table.sort(names);
+	local lines = {};
+	for _, name in ipairs(names) do lines[#lines+1] = ("%s: %d"):format(name, tally[name]); end
+	local pending = 0;
+	for _ in pairs(jobs) do pending = pending + 1; end
+	lines[#lines+1] = ("jobs waited for now: %d"):format(pending);
+	lines[#lines+1] = ("results store: %s"):format(not results_store and "none"
+		or store_usable() and "in use" or "failing, not used");
+	return ("%s:\n%s"):format(module.host, table.concat(lines, "\n"));
+end
+
+-- The commands are global ones that pick the MUC host by their first argument: mod_admin_shell
+-- only takes host commands (host_selector) from hosts it is loaded on, and a component does
+-- not inherit it from modules_enabled. Each loaded instance registers itself here.
+shell_hosts = module:shared("/*/muc_media_metadata/shell");
+shell_hosts[module.host] = { analyse = analyse_for_shell; counters = counters_text };
+
+local function for_host(host)
+	local instance = shell_hosts[host];
+	if not instance then
+		return nil, ("mod_muc_media_metadata is not loaded on %s"):format(tostring(host));
+	end
+	return instance;
+end
+
+-- COMPAT: Prosody 0.12's shell has no commands from modules; the items are simply unused there.
+local global = module:context("*");
+global:add_item("shell-command", {
+	section = "media_metadata";
+	section_desc = "Media metadata for URLs shared in rooms (mod_muc_media_metadata)";
+	name = "analyze";
+	desc = "Analyse a URL as mod_muc_media_metadata on the MUC host would for a message in a room";
+	args = { { name = "host", type = "string" }; { name = "url", type = "string" } };
+	handler = function (self, host, url) --luacheck: ignore 212/self
+		local instance, err = for_host(host);
+		if not instance then return nil, err; end
+		return instance.analyse(url);
+	end;
+});
+global:add_item("shell-command", {
+	section = "media_metadata";
+	section_desc = "Media metadata for URLs shared in rooms (mod_muc_media_metadata)";
+	name = "counters";
+	desc = "Show how many URLs the MUC host analysed, by outcome, and how the results store was used";
+	args = { { name = "host", type = "string" } };
+	handler = function (self, host) --luacheck: ignore 212/self
+		local instance, err = for_host(host);
+		if not instance then return nil, err; end
+		return true, instance.counters();
+	end;
+});
 
 -- Workers started before Prosody daemonizes would not survive its fork (0.12 forks at
 -- server-started, after loading modules): start them after it, when the server is starting.

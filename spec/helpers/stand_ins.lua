@@ -53,8 +53,11 @@ function stand_ins.flush()
 	end
 end
 
+stand_ins.stores = {};
+
 function stand_ins.reset()
 	for i = #events, 1, -1 do events[i] = nil; end
+	stand_ins.stores, stand_ins.store_error = {}, nil;
 	server.watchers = {};
 	stand_ins.flush();
 end
@@ -70,6 +73,7 @@ function stand_ins.module(config, fields)
 		hooks = {};
 		timers = {};
 		metrics = {};
+		items = {};
 	}, { __index = moduleapi });
 	for k, v in pairs(fields or {}) do module[k] = v; end
 	-- The host's events, as Prosody's: hooks go there too, so fire_event runs them in order.
@@ -130,6 +134,30 @@ function stand_ins.module(config, fields)
 		return found[1], found;
 	end
 
+	-- module:open_store: keyval stores in stand_ins.stores, which outlive a module (a reload);
+	-- stand_ins.store_error makes every call fail as a store whose database is down does.
+	function module:open_store(name, kind)
+		assert(kind == nil or kind == "keyval", "stand-in stores are keyval only");
+		local data = stand_ins.stores[name] or {};
+		stand_ins.stores[name] = data;
+		return {
+			get = function (_, key)
+				if stand_ins.store_error then return nil, stand_ins.store_error; end
+				return data[key];
+			end;
+			set = function (_, key, value)
+				if stand_ins.store_error then return nil, stand_ins.store_error; end
+				data[key] = value;
+				return true;
+			end;
+		};
+	end
+	-- module:add_item: recorded by kind.
+	function module:add_item(kind, item)
+		self.items[kind] = self.items[kind] or {};
+		table.insert(self.items[kind], item);
+	end
+
 	function module:hook_for(event)
 		for _, hook in ipairs(self.hooks) do
 			if hook.event == event then return hook; end
@@ -161,6 +189,12 @@ function stand_ins.native(settings)
 			self.next_id = self.next_id + 1;
 			table.insert(self.submitted, { id = self.next_id, url = url });
 			return self.next_id;
+		end
+		-- A local upload: recorded under "file:" and its path, as the real pool keys it.
+		function pool:submit_file(path, record)
+			local id, err, kind = self:submit("file:" .. path);
+			if id then self.submitted[#self.submitted].record = record; end
+			return id, err, kind;
 		end
 		function pool.getfd() return 42; end
 		pool.cancelled = {};
