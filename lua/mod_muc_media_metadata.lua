@@ -242,7 +242,8 @@ end
 local base64 = "^[%w+/]+=*$";
 local result_fields = {
 	bytes = { "integer" }; width = { "integer" }; height = { "integer" };
-	thumbnail_width = { "integer" }; thumbnail_height = { "integer" };
+	thumbnail_width = { "integer" }; thumbnail_height = { "integer" }; length = { "integer" };
+	animated = { "boolean" };
 	type = { "string", "^[%w!#$&^_.+-]+/[%w!#$&^_.+-]+$", 255 };
 	blurhash = { "string", "^[%w#$%%*+,%-.:;=?@%[%]%^_{|}~]+$", 100 };
 	name = { "string", "^[^%c]+$", 1024 };
@@ -265,6 +266,8 @@ local function checked_result(result)
 			if not value or value < 0 then
 				return nil, ("%s is not a whole number"):format(name);
 			end
+		elseif lua_type == "boolean" then
+			if type(value) ~= "boolean" then return nil, ("%s is not a boolean"):format(name); end
 		elseif type(value) ~= "string" or #value > max_len or not value:find(pattern) then
 			return nil, ("bad %s"):format(name);
 		end
@@ -875,8 +878,7 @@ local function for_host(host)
 end
 
 -- COMPAT: Prosody 0.12's shell has no commands from modules; the items are simply unused there.
-local global = module:context("*");
-global:add_item("shell-command", {
+local shell_commands = { {
 	section = "media_metadata";
 	section_desc = "Media metadata for URLs shared in rooms (mod_muc_media_metadata)";
 	name = "analyze";
@@ -887,8 +889,7 @@ global:add_item("shell-command", {
 		if not instance then return nil, err; end
 		return instance.analyse(url);
 	end;
-});
-global:add_item("shell-command", {
+}; {
 	section = "media_metadata";
 	section_desc = "Media metadata for URLs shared in rooms (mod_muc_media_metadata)";
 	name = "counters";
@@ -899,7 +900,20 @@ global:add_item("shell-command", {
 		if not instance then return nil, err; end
 		return true, instance.counters();
 	end;
-});
+} };
+
+local function add_shell_commands()
+	local global = module:context("*");
+	for _, command in ipairs(shell_commands) do
+		global:add_item("shell-command", command);
+	end
+end
+add_shell_commands();
+-- mod_admin_shell picks up existing commands of global modules only: when it loads after this
+-- module (hosts start in no fixed order), give them to it again.
+module:hook_global("module-loaded", function (event)
+	if event.module == "admin_shell" then add_shell_commands(); end
+end);
 
 -- Workers started before Prosody daemonizes would not survive its fork (0.12 forks at
 -- server-started, after loading modules): start them after it, when the server is starting.

@@ -77,6 +77,17 @@ describe("results in Prosody's storage", function ()
 		assert.equal(1, module.metrics.store.values["hit"]);
 	end);
 
+	it("keep every field the library gives (a duration, animation, thumbnails)", function ()
+		local full = { bytes = 1; type = "video/mp4"; width = 2; height = 3; blurhash = "LEHV6nWB2yk8pyo0adR*.7kCMdnj";
+			name = "a.mp4"; date = "2026-12-03T07:00:00Z"; sha256 = result.sha256; thumbhash = "1QcSHQRnh493V4dIh4eXh1h4kJUI";
+			thumbnail = "iVBORw0KGgo="; thumbnail_width = 8; thumbnail_height = 6; length = 5123; animated = true };
+		local module, pool = load();
+		send(module, new_room(), photo);
+		pool:complete(photo, full);
+		wake();
+		assert.same(full, stored_entry(photo).result);
+	end);
+
 	it("expire after cache_ttl", function ()
 		local module, pool = load({ media_metadata_cache_ttl = 60 });
 		send(module, new_room(), photo);
@@ -290,5 +301,14 @@ describe("admin shell commands", function ()
 		assert.truthy(text:find("store hit: 2", 1, true), text);
 		assert.truthy(text:find("store stored: 1", 1, true), text);
 		assert.truthy(text:find("results store: in use", 1, true), text);
+	end);
+
+	it("are given again to a mod_admin_shell loaded after the module (it only looks at global modules)", function ()
+		local module = load();
+		assert.equal(2, #module.items["shell-command"]);
+		module.global_events.fire_event("module-loaded", { module = "admin_shell"; host = "*" });
+		assert.equal(4, #module.items["shell-command"]);
+		module.global_events.fire_event("module-loaded", { module = "roster"; host = "*" });
+		assert.equal(4, #module.items["shell-command"]);
 	end);
 end);
