@@ -183,9 +183,9 @@ local held_for = module:metric("histogram", "held", "seconds",
 	"Time a message was held back for analysis", {},
 	{ buckets = { 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 } }):with_labels();
 
--- outcome: hit, miss, expired, invalid (a corrupt or foreign entry), stored, failed.
+-- result: hit, miss, expired, invalid (a corrupt or foreign entry), stored, failed.
 local store_outcomes = module:metric("counter", "store", "",
-	"Lookups and writes of results in the persistent store, by outcome", { "outcome" });
+	"Lookups and writes of results in the persistent store, by result", { "result" });
 
 -- The same counts as plain numbers, for the shell command: a metric's value can only be read
 -- back with a statistics backend configured.

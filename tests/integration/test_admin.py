@@ -120,6 +120,13 @@ def test_metrics_by_outcome_and_error(run, admin_prosody, media):
         [f"host={STRICT_DOMAIN}", "outcome=failed", "error=refused"],
     ], out
     assert all(l[-2] == "events/s" for l in lines), out
+    # The results store: each URL looked up (a miss), and the one result stored.
+    store = [l.split() for l in out.splitlines() if "result=" in l]
+    assert sorted(l[:2] for l in store) == [
+        [f"host={MUC_DOMAIN}", "result=miss"],
+        [f"host={MUC_DOMAIN}", "result=stored"],
+        [f"host={STRICT_DOMAIN}", "result=miss"],
+    ], out
 
 
 def test_mistakes_in_the_config_are_named_at_load_and_the_module_runs(admin_prosody):
