@@ -75,6 +75,11 @@ pub fn find<'a>(data: &'a [u8], kind: &[u8; 4]) -> Option<Bmff<'a>> {
     boxes(data).find(|b| &b.kind == kind)
 }
 
+/// The bodies of every box of type `kind` among `data`'s boxes.
+pub fn bodies<'a>(data: &'a [u8], kind: &'static [u8; 4]) -> impl Iterator<Item = &'a [u8]> {
+    boxes(data).filter(move |b| &b.kind == kind).map(|b| b.body)
+}
+
 /// A full box's version, and its body after the version and flags.
 pub fn full(body: &[u8]) -> Option<(u8, &[u8])> {
     Some((*body.first()?, body.get(4..)?))

@@ -46,6 +46,7 @@ pub fn locate(data: &[u8]) -> Moov<'_> {
 /// Reads a whole `moov` box: the longest track's duration, the first video track's size with
 /// its matrix's quarter turn applied.
 pub fn probe(moov: &[u8]) -> Result<Probed, String> {
+    check_tables(moov)?;
     let context = mp4parse::read_mp4(&mut Cursor::new(moov)).map_err(|e| format!("mp4parse: {e:?}"))?;
     let mut probed = Probed::default();
     for track in context.tracks.iter() {
@@ -71,6 +72,37 @@ pub fn probe(moov: &[u8]) -> Result<Probed, String> {
         return Err("no track with a duration or a video size".to_owned());
     }
     Ok(probed)
+}
+
+/// mp4parse reserves a sample table's declared entries before reading them (fallibly, but
+/// a `stsz` declaring 2^32 samples is a 16 GiB reservation that overcommit grants): each
+/// table of each track must hold the entries it declares, checked on the bytes first.
+fn check_tables(moov_box: &[u8]) -> Result<(), String> {
+    let Some(moov) = isobmff::boxes(moov_box).next() else { return Ok(()) };
+    let children = isobmff::bodies;
+    for trak in children(moov.body, b"trak") {
+        for stbl in children(trak, b"mdia").flat_map(|m| children(m, b"minf")).flat_map(|m| children(m, b"stbl")) {
+            for table in isobmff::boxes(stbl) {
+                // (entry size, offset of the count after version and flags, fixed fields)
+                let (entry, count_at) = match &table.kind {
+                    b"stts" | b"ctts" | b"co64" => (8, 4),
+                    b"stsc" => (12, 4),
+                    b"stco" | b"stss" => (4, 4),
+                    // sample_size first: entries follow only when it is 0.
+                    b"stsz" if table.body.get(4..8) == Some(&[0; 4]) => (4, 8),
+                    _ => continue,
+                };
+                let Some(count) = table.body.get(count_at..count_at + 4) else { continue };
+                let count = u64::from(u32::from_be_bytes([count[0], count[1], count[2], count[3]]));
+                let room = (table.body.len() as u64).saturating_sub(count_at as u64 + 4);
+                if count * entry > room {
+                    let kind = String::from_utf8_lossy(&table.kind);
+                    return Err(format!("{kind} declares {count} entries in {room} bytes"));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
