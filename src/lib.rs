@@ -42,6 +42,7 @@ pub mod jpeg_dc;
 pub mod jpeg_markers;
 pub mod jxl;
 mod lua;
+pub mod matroska;
 pub mod measure;
 pub mod media;
 pub mod mp4;

@@ -1,10 +1,11 @@
 //! Audio and video containers: duration and, for video, the displayed size. MP4 and its
-//! kin through [`crate::mp4`], Ogg through [`crate::ogg`], WAV, FLAC and MP3 through
+//! kin through [`crate::mp4`], WebM and Matroska through [`crate::matroska`], Ogg through [`crate::ogg`], WAV, FLAC and MP3 through
 //! [`crate::audio`]. Where what matters is at the end of the file (an MP4's `moov` after its
 //! media data, an Ogg's last page) and the body was not all read, [`probe`] asks for a tail.
 
 use crate::analyze::Probed;
 use crate::audio;
+use crate::matroska;
 use crate::mp4::{self, Moov};
 use crate::ogg;
 use crate::sniff::Format;
@@ -46,6 +47,7 @@ pub fn probe(
                 (false, None) => Err("the end of the Ogg stream was not read and its size is unknown".to_owned()),
             }
         }
+        Format::WebM | Format::Matroska => matroska::probe(data).map(Probe::Done),
         Format::Wav => audio::wav(data).map(length),
         Format::Flac => audio::flac(data).map(length),
         Format::Mp3 => audio::mp3(data, total.or(complete.then_some(data.len() as u64))).map(length),

@@ -294,6 +294,22 @@ fn portrait_video_is_taller_than_wide() {
     let (m, _) = fetch(&mp4, "video/mp4", Range::Prosody13, 32 << 20);
     assert_eq!((m.width, m.height), (Some(240), Some(320)));
     assert!(close(m.length, truth), "{:?} vs {truth}", m.length);
+    // WebM (VP8), and a WebM voice note (Opus, as browsers record).
+    let webm = ffmpeg(
+        &dir,
+        "clip.webm",
+        &["-f", "lavfi", "-i", "testsrc=size=160x120:rate=10:duration=1.5", "-c:v", "libvpx", "-b:v", "100k"],
+    );
+    let (truth, size) = ffprobe(&dir, "clip.webm");
+    let (m, _) = fetch(&webm, "video/webm", Range::Prosody13, 32 << 20);
+    assert_eq!(m.mime.as_deref(), Some("video/webm"));
+    assert_eq!(m.width.zip(m.height), size);
+    assert!(close(m.length, truth), "{:?} vs {truth}", m.length);
+    let voice = ffmpeg(&dir, "voice.webm", &["-f", "lavfi", "-i", "sine=duration=2.5", "-c:a", "libopus"]);
+    let (truth, _) = ffprobe(&dir, "voice.webm");
+    let (m, _) = fetch(&voice, "audio/webm", Range::Prosody13, 32 << 20);
+    assert_eq!((m.mime.as_deref(), m.width), (Some("video/webm"), None));
+    assert!(close(m.length, truth), "{:?} vs {truth}", m.length);
     // The same as QuickTime, faststart: moov first.
     let mov = ffmpeg(
         &dir,
