@@ -15,7 +15,19 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integ
 
 from PIL import Image, ImageOps  # noqa: E402
 
-from media_server import MediaServer, make_files  # noqa: E402
+from media_server import MediaFile, MediaServer, make_files  # noqa: E402
+
+
+def note_wav(ms=1500, rate=8000):
+    """A voice note of `ms` of silence, written by the standard library: the truth is its length."""
+    import wave
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\0\0" * (rate * ms // 1000))
+    return out.getvalue()
 
 
 def _lin(c):
@@ -37,6 +49,8 @@ def mean_linear(data):
 
 def main():
     files = make_files()
+    files["note.wav"] = MediaFile("note.wav", note_wav(), "audio/wav", None, None)
+    lengths = {"note.wav": 1500}
     server = MediaServer(files).start()
     path = sys.argv[1]
     with open(path + ".part", "w") as out:
@@ -47,6 +61,8 @@ def main():
             if f.width:
                 r, g, b = mean_linear(f.data)
                 out.write(f", width = {f.width}, height = {f.height}, mean = {{ {r!r}, {g!r}, {b!r} }}")
+            if name in lengths:
+                out.write(f", length = {lengths[name]}")
             out.write(" },\n")
         out.write("}\n")
     os.rename(path + ".part", path)  # the spec waits for this name

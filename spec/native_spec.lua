@@ -87,6 +87,20 @@ describe("media_metadata from Lua", function ()
 		assert.same({ bytes = pdf.size, type = "application/pdf", name = "doc.pdf", sha256 = pdf.sha256 }, m);
 	end);
 
+	it("reports a voice note's length in ms, and no pixels", function ()
+		local note = media["note.wav"];
+		local m = assert(mm.analyze(note.url, allow));
+		assert.same({ bytes = note.size, type = "audio/wav", name = "note.wav", sha256 = note.sha256,
+			length = note.length }, m);
+	end);
+
+	it("says whether a GIF, PNG or WebP is animated, and nothing for a JPEG", function ()
+		assert.is_true(assert(mm.analyze(media["anim.gif"].url, allow)).animated);
+		assert.is_false(assert(mm.analyze(media["transparent.png"].url, allow)).animated);
+		assert.is_false(assert(mm.analyze(media["image.webp"].url, allow)).animated);
+		assert.is_nil(assert(mm.analyze(media["photo.jpg"].url, allow)).animated);
+	end);
+
 	it("sizes the hash by the configured components", function ()
 		local wide = media["photo.jpg"];
 		local m = assert(mm.analyze(wide.url, { allow_private = true, blurhash_components = { 5, 2 } }));
