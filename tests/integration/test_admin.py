@@ -62,7 +62,13 @@ def shell_ok(server, command):
 
 def test_changed_options_and_new_modules_need_a_module_reload(admin_prosody):
     server = admin_prosody
-    assert [l for l in load_lines(server, MUC_DOMAIN) if l.endswith(" 2s per message")]
+    # The components' modules may still be loading when the c2s port already answers (seen
+    # on a loaded machine): wait for the load line rather than read the log once.
+    for _ in range(100):
+        if [l for l in load_lines(server, MUC_DOMAIN) if l.endswith(" 2s per message")]:
+            break
+        time.sleep(0.1)
+    assert [l for l in load_lines(server, MUC_DOMAIN) if l.endswith(" 2s per message")], server.tail(40)
     assert load_lines(server, LATE_DOMAIN) == []
     cfg = server.config.read_text()
     cfg = cfg.replace("media_metadata_deadline = 2", "media_metadata_deadline = 3", 1)
