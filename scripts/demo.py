@@ -1,5 +1,6 @@
 """The demo driver (run by scripts/demo): a sandboxed Prosody with mod_muc_media_metadata,
-a local media server with real images, and two occupants on loopback.
+a local media server with real images, a voice note and a video, and two occupants on
+loopback.
 
 alice posts each media URL in a room (jabber:x:oob); this prints the message bob receives,
 then the module's load line from Prosody's log, and writes one HTML page with each image
@@ -21,6 +22,7 @@ import logging
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -71,23 +73,48 @@ def portrait_jpeg() -> bytes:
     return out.getvalue()
 
 
-def demo_files() -> list[tuple[MediaFile, str]]:
+def recordings(work: Path) -> list[MediaFile]:
+    """A voice note as phones record it (AAC in MP4, its moov after the media data, as
+    Android's MediaRecorder and ffmpeg without +faststart write it) and a phone video stored
+    320x240 with a 90-degree rotation in its track matrix, made by ffmpeg and exiftool
+    (scripts/setup installs them)."""
+    def ffmpeg(name, *args):
+        subprocess.run(["ffmpeg", "-v", "error", "-y", *args, str(work / name)], check=True)
+    ffmpeg("voice.m4a", "-f", "lavfi", "-i", "sine=frequency=440:duration=4.2", "-c:a", "aac", "-b:a", "32k")
+    ffmpeg("video.mp4", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=10:duration=3", "-c:v", "mpeg4")
+    subprocess.run(["exiftool", "-q", "-overwrite_original", "-Rotation=90", str(work / "video.mp4")], check=True)
+    return [MediaFile("voice.m4a", (work / "voice.m4a").read_bytes(), "audio/mp4", None, None),
+            MediaFile("video.mp4", (work / "video.mp4").read_bytes(), "video/mp4", 240, 320)]
+
+
+# Durations the demo's recordings have, in ms (ffmpeg's AAC adds its priming frames).
+LENGTHS = {"voice.m4a": 4200, "video.mp4": 3000}
+
+
+def demo_files(work: Path) -> list[tuple[MediaFile, str]]:
     files = make_files()
     portrait = MediaFile("portrait.jpg", portrait_jpeg(), "image/jpeg", 900, 1200)
+    voice, video = recordings(work)
     return [
         (files["photo.jpg"], "a photo (JPEG, 1600x1200)"),
         (files["transparent.png"], "a PNG with transparency (300x200)"),
         (portrait, "a portrait photo stored 1200x900 with EXIF orientation 6"),
         (files["doc.pdf"], "a PDF (type only: not an image)"),
+        (voice, "a 4.2 s voice note (AAC in MP4, its moov box at the end)"),
+        (video, "a phone video stored 320x240, rotated 90 degrees: displayed 240x320"),
     ]
 
 
 def expected_metadata(f: MediaFile) -> dict[str, str | None]:
     """Field -> expected text (None: must be present, any value)."""
-    if f.width is None:
-        return {"bytes": str(f.size), "type": f.content_type}
-    return {"bytes": str(f.size), "type": f.content_type, "width": str(f.width),
-            "height": str(f.height), "blurhash": None}
+    want: dict[str, str | None] = {"bytes": str(f.size), "type": f.content_type}
+    if f.width is not None:
+        want.update(width=str(f.width), height=str(f.height))
+    if f.name in LENGTHS:
+        want["length"] = None  # checked against LENGTHS with a tolerance
+    elif f.width is not None:
+        want["blurhash"] = None
+    return want
 
 
 def thumbnails(msg: ET.Element) -> dict[str, str]:
@@ -115,7 +142,7 @@ def client_elements_wrong(f: MediaFile, msg: ET.Element) -> list[str]:
         bad.append("XEP-0447 sha-256 hash")
     if msg.find(f"{{{NS_REFERENCE}}}reference/{{{NS_SIMS}}}media-sharing") is None:
         bad.append("SIMS reference")
-    if f.width is not None:
+    if f.width is not None and f.name not in LENGTHS:  # a picture (a video is not decoded)
         bad += [f"{kind} thumbnail" for kind in ("png", "thumbhash", "blurhash") if kind not in thumbnails(msg)]
     return bad
 
@@ -124,9 +151,11 @@ def shared_as_received(f: MediaFile, url: str, metadata: dict[str, str], msg: ET
     """What bob's client learnt about `f`, for the page."""
     number = lambda k: int(metadata[k]) if metadata.get(k, "").isdigit() else None  # noqa: E731
     thumbs = thumbnails(msg)
-    return Shared(name=f.name, url=url, original=f.data if f.width else None,
+    picture = f.content_type.startswith("image/")
+    return Shared(name=f.name, url=url, original=f.data if picture else None,
                   content_type=metadata.get("type", "?"), width=number("width"), height=number("height"),
-                  size=number("bytes"), blurhash=metadata.get("blurhash") or thumbs.get("blurhash"),
+                  size=number("bytes"), length=number("length"),
+                  blurhash=metadata.get("blurhash") or thumbs.get("blurhash"),
                   thumbhash=thumbs.get("thumbhash"), png=thumbs.get("png"))
 
 
@@ -203,6 +232,9 @@ async def post_all(server: ProsodyServer, media: MediaServer, files, shared: lis
                    if k not in have or (v is not None and have[k] != v)]
             if "blurhash" in have and len(have["blurhash"]) != 28:  # 4 x 3 components
                 bad.append("blurhash")
+            if f.name in LENGTHS and not (have.get("length", "").isdigit()
+                                          and abs(int(have["length"]) - LENGTHS[f.name]) <= 100):
+                bad.append(f"length (about {LENGTHS[f.name]} ms)")
             bad += client_elements_wrong(f, got.xml)
             shared.append(shared_as_received(f, url, have, got.xml))
             if bad:
@@ -238,7 +270,7 @@ def main() -> int:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        files = demo_files()
+        files = demo_files(work)
         media = MediaServer({f.name: f for f, _ in files}).start()
         say(f"demo: media server on http://127.0.0.1:{media.port}/ serving "
             + ", ".join(f.name for f, _ in files))

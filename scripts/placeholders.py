@@ -161,10 +161,16 @@ class Shared:
     width: int | None = None
     height: int | None = None
     size: int | None = None
+    length: int | None = None  # ms, for audio and video
     blurhash: str | None = None
     thumbhash: str | None = None  # base64
     png: str | None = None  # base64 of the XEP-0264 thumbnail
     notes: list[str] = field(default_factory=list)
+
+
+def _box(width: int, height: int, box: int) -> tuple[int, int]:
+    """The placeholder's size: `box` on the long side, the displayed aspect ratio."""
+    return (box, round(box * height / width)) if width >= height else (round(box * width / height), box)
 
 
 def _png_uri(img: Image.Image) -> str:
@@ -178,15 +184,30 @@ def _cell(title: str, inner: str, caption: str) -> str:
             f"<small>{html.escape(caption)}</small></figure>")
 
 
-def row(s: Shared, box: int = 220) -> str:
-    """One file: the original beside its placeholders, each in a box of the displayed aspect."""
-    if not (s.width and s.height):
-        card = (f"<div class=file>{html.escape(s.name)}<br><small>{html.escape(s.content_type)}, "
-                f"{s.size if s.size is not None else '?'} bytes</small></div>")
+def _duration(ms: int) -> str:
+    return f"{ms // 60000}:{ms // 1000 % 60:02d}.{ms % 1000 // 100}"
+
+
+def row(s: Shared, box: int = 180) -> str:
+    """One file: the original beside its placeholders, each in a box of the displayed aspect;
+    a file without a picture as the card a client shows for it."""
+    if s.original is None:
+        facts = [html.escape(s.content_type), f"{s.size if s.size is not None else '?'} bytes"]
+        if s.length is not None:
+            facts.append(_duration(s.length))
+        inner = f"{html.escape(s.name)}<br><small>{', '.join(facts)}</small>"
+        what = "no picture: name, type and size"
+        if s.width and s.height:  # a video: its box at the displayed size, before any download
+            w, h = _box(s.width, s.height, box)
+            inner = f'<div class="file video" style="width:{w}px;height:{h}px">&#9654; {inner}</div>'
+            what = f"a {s.width}x{s.height} box, {_duration(s.length or 0)} long"
+        else:
+            inner = f"<div class=file>{inner}</div>"
+            if s.length is not None:
+                what = f"a {_duration(s.length)} player, nothing downloaded"
         return (f"<section><h2>{html.escape(s.name)}</h2><div class=cells>"
-                + _cell("what a client shows", card, "no picture: name, type and size only")
-                + "</div></section>")
-    w, h = (box, round(box * s.height / s.width)) if s.width >= s.height else (round(box * s.width / s.height), box)
+                + _cell("what a client shows", inner, what) + "</div></section>")
+    w, h = _box(s.width or 1, s.height or 1, box)
     style = f'style="width:{w}px;height:{h}px"'
     cells = []
     if s.original:
@@ -221,6 +242,8 @@ figure {{ margin: 0; display: flex; flex-direction: column; gap: 4px }}
 figcaption {{ font-weight: 600 }} small {{ color: #666 }}
 img {{ display: block; border-radius: 6px; background: repeating-conic-gradient(#ddd 0 25%, #fff 0 50%) 0 0 / 16px 16px }}
 .file {{ border: 1px solid #ccc; border-radius: 6px; padding: 14px 18px }}
+.video {{ box-sizing: border-box; background: #333; color: #eee; display: flex; flex-direction: column; justify-content: center; text-align: center }}
+.video small {{ color: #bbb }}
 .note {{ color: #a40; margin: 6px 0 0 }}
 </style>
 <h1>{html.escape(title)}</h1>
