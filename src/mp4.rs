@@ -46,6 +46,7 @@ pub fn locate(data: &[u8]) -> Moov<'_> {
 /// Reads a whole `moov` box: the longest track's duration, the first video track's size with
 /// its matrix's quarter turn applied.
 pub fn probe(moov: &[u8]) -> Result<Probed, String> {
+    check_sizes(moov, 0)?;
     check_tables(moov)?;
     let context = mp4parse::read_mp4(&mut Cursor::new(moov)).map_err(|e| format!("mp4parse: {e:?}"))?;
     let mut probed = Probed::default();
@@ -72,6 +73,28 @@ pub fn probe(moov: &[u8]) -> Result<Probed, String> {
         return Err("no track with a duration or a video size".to_owned());
     }
     Ok(probed)
+}
+
+/// Containers mp4parse walks into, whose children are boxes from their first byte.
+const CONTAINERS: &[&[u8; 4]] = &[b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"dinf", b"mvex", b"udta"];
+
+/// mp4parse reserves some boxes' declared size before reading them (a `hdlr` claiming 2 GiB
+/// inside a `mdia` of 500 bytes was a 2 GiB reservation, found by the mp4 fuzz target): every
+/// box in the containers it walks must fit inside its parent, checked on the bytes first.
+fn check_sizes(data: &[u8], depth: usize) -> Result<(), String> {
+    if depth > 8 {
+        return Err("boxes nested deeper than a movie's".to_owned());
+    }
+    for b in isobmff::boxes(data) {
+        if !b.is_whole() {
+            let kind = String::from_utf8_lossy(&b.kind);
+            return Err(format!("{kind} claims {} bytes, past the end of its parent", b.size));
+        }
+        if CONTAINERS.contains(&&b.kind) {
+            check_sizes(b.body, depth + 1)?;
+        }
+    }
+    Ok(())
 }
 
 /// mp4parse reserves a sample table's declared entries before reading them (fallibly, but

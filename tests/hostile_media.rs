@@ -153,3 +153,13 @@ fn a_heif_of_100000_by_100000_is_measured_not_decoded() {
     let m = hostile("100000x100000 ispe", [ftyp(b"heic"), meta].concat(), "image/heic");
     assert_eq!((m.width, m.height, m.blurhash), (Some(100_000), Some(100_000), None));
 }
+
+/// Found by the mp4 fuzz target: a `hdlr` claiming 2 GiB inside a `mdia` of 469 bytes, which
+/// mp4parse reserved before reading.
+#[test]
+fn a_box_larger_than_its_parent() {
+    let data = std::fs::read("tests/fixtures/media/fuzz-mp4-reserve.m4a").unwrap();
+    let m = hostile("hdlr of 2 GiB in a mdia", data, "audio/mp4");
+    assert_eq!(m.length, None);
+    assert!(m.note.unwrap_or_default().contains("hdlr claims 2147483693 bytes"));
+}
