@@ -90,8 +90,16 @@ fn check_sizes(data: &[u8], depth: usize) -> Result<(), String> {
             let kind = String::from_utf8_lossy(&b.kind);
             return Err(format!("{kind} claims {} bytes, past the end of its parent", b.size));
         }
-        if CONTAINERS.contains(&&b.kind) {
-            check_sizes(b.body, depth + 1)?;
+        // Children from the first byte; after a full box's version and flags (meta); after
+        // that and an entry count (stsd, whose entries mp4parse reads one by one).
+        let children = match &b.kind {
+            kind if CONTAINERS.contains(&kind) => Some(b.body),
+            b"meta" => b.body.get(4..),
+            b"stsd" => b.body.get(8..),
+            _ => None,
+        };
+        if let Some(children) = children {
+            check_sizes(children, depth + 1)?;
         }
     }
     Ok(())

@@ -163,3 +163,12 @@ fn a_box_larger_than_its_parent() {
     assert_eq!(m.length, None);
     assert!(m.note.unwrap_or_default().contains("hdlr claims 2147483693 bytes"));
 }
+
+/// Found by the mp4 fuzz target too: a `moov` of 820 bytes inside a `udta`'s `meta` of 90.
+#[test]
+fn a_box_larger_than_its_parent_inside_meta() {
+    let data = std::fs::read("tests/fixtures/media/fuzz-mp4-reserve-2.mp4").unwrap();
+    let m = hostile("moov of 820 bytes in a meta", data, "video/mp4");
+    assert_eq!(m.length, None);
+    assert!(m.note.unwrap_or_default().contains("moov claims 820 bytes"));
+}
