@@ -112,24 +112,28 @@ fn check_tables(moov_box: &[u8]) -> Result<(), String> {
     let Some(moov) = isobmff::boxes(moov_box).next() else { return Ok(()) };
     let children = isobmff::bodies;
     for trak in children(moov.body, b"trak") {
-        for stbl in children(trak, b"mdia").flat_map(|m| children(m, b"minf")).flat_map(|m| children(m, b"stbl")) {
-            for table in isobmff::boxes(stbl) {
-                // (entry size, offset of the count after version and flags, fixed fields)
-                let (entry, count_at) = match &table.kind {
-                    b"stts" | b"ctts" | b"co64" => (8, 4),
-                    b"stsc" => (12, 4),
-                    b"stco" | b"stss" => (4, 4),
-                    // sample_size first: entries follow only when it is 0.
-                    b"stsz" if table.body.get(4..8) == Some(&[0; 4]) => (4, 8),
-                    _ => continue,
-                };
-                let Some(count) = table.body.get(count_at..count_at + 4) else { continue };
-                let count = u64::from(u32::from_be_bytes([count[0], count[1], count[2], count[3]]));
-                let room = (table.body.len() as u64).saturating_sub(count_at as u64 + 4);
-                if count * entry > room {
-                    let kind = String::from_utf8_lossy(&table.kind);
-                    return Err(format!("{kind} declares {count} entries in {room} bytes"));
-                }
+        let edits = children(trak, b"edts").flat_map(|e| isobmff::boxes(e));
+        let stbl = children(trak, b"mdia").flat_map(|m| children(m, b"minf")).flat_map(|m| children(m, b"stbl"));
+        for table in edits.chain(stbl.flat_map(isobmff::boxes)) {
+            let version = table.body.first().copied().unwrap_or(0);
+            // (bytes an entry takes at least, offset of the count in the body)
+            let (entry, count_at) = match &table.kind {
+                b"elst" => (if version == 1 { 20 } else { 12 }, 4),
+                b"stts" | b"ctts" | b"co64" => (8, 4),
+                b"stsc" => (12, 4),
+                b"stco" | b"stss" => (4, 4),
+                // sample_size first: entries follow only when it is 0.
+                b"stsz" if table.body.get(4..8) == Some(&[0; 4]) => (4, 8),
+                b"sbgp" => (8, if version == 1 { 12 } else { 8 }),
+                b"sgpd" => (1, if version == 0 { 8 } else { 12 }),
+                _ => continue,
+            };
+            let Some(count) = table.body.get(count_at..count_at + 4) else { continue };
+            let count = u64::from(u32::from_be_bytes([count[0], count[1], count[2], count[3]]));
+            let room = (table.body.len() as u64).saturating_sub(count_at as u64 + 4);
+            if count * entry > room {
+                let kind = String::from_utf8_lossy(&table.kind);
+                return Err(format!("{kind} declares {count} entries in {room} bytes"));
             }
         }
     }

@@ -172,3 +172,12 @@ fn a_box_larger_than_its_parent_inside_meta() {
     assert_eq!(m.length, None);
     assert!(m.note.unwrap_or_default().contains("moov claims 820 bytes"));
 }
+
+/// Found by the mp4 fuzz target: an `elst` declaring 7,304,054 edits in 16 bytes.
+#[test]
+fn an_edit_list_longer_than_its_box() {
+    let data = std::fs::read("tests/fixtures/media/fuzz-mp4-elst.m4a").unwrap();
+    let m = hostile("elst of 7.3 M entries", data, "audio/mp4");
+    assert_eq!(m.length, None);
+    assert!(m.note.unwrap_or_default().contains("elst declares 7304054 entries"));
+}
