@@ -112,7 +112,7 @@ fn check_tables(moov_box: &[u8]) -> Result<(), String> {
     let Some(moov) = isobmff::boxes(moov_box).next() else { return Ok(()) };
     let children = isobmff::bodies;
     for trak in children(moov.body, b"trak") {
-        let edits = children(trak, b"edts").flat_map(|e| isobmff::boxes(e));
+        let edits = children(trak, b"edts").flat_map(isobmff::boxes);
         let stbl = children(trak, b"mdia").flat_map(|m| children(m, b"minf")).flat_map(|m| children(m, b"stbl"));
         for table in edits.chain(stbl.flat_map(isobmff::boxes)) {
             let version = table.body.first().copied().unwrap_or(0);
