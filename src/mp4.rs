@@ -46,8 +46,8 @@ pub fn locate(data: &[u8]) -> Moov<'_> {
 /// Reads a whole `moov` box: the longest track's duration, the first video track's size with
 /// its matrix's quarter turn applied.
 pub fn probe(moov: &[u8]) -> Result<Probed, String> {
-    check_sizes(moov, 0)?;
     check_tables(moov)?;
+    check_sizes(moov, 0)?;
     let context = mp4parse::read_mp4(&mut Cursor::new(moov)).map_err(|e| format!("mp4parse: {e:?}"))?;
     let mut probed = Probed::default();
     for track in context.tracks.iter() {
@@ -82,6 +82,12 @@ const CONTAINERS: &[&[u8; 4]] = &[b"moov", b"trak", b"mdia", b"minf", b"stbl", b
 /// inside a `mdia` of 500 bytes was a 2 GiB reservation, found by the mp4 fuzz target): every
 /// box in the containers it walks must fit inside its parent, checked on the bytes first.
 fn check_sizes(data: &[u8], depth: usize) -> Result<(), String> {
+    check_level(data, depth, false)
+}
+
+/// One level of [`check_sizes`]; `items` for the children of an `ilst`, each of which holds
+/// boxes (`data`, `mean`, `name`) whatever its type.
+fn check_level(data: &[u8], depth: usize, items: bool) -> Result<(), String> {
     if depth > 8 {
         return Err("boxes nested deeper than a movie's".to_owned());
     }
@@ -93,13 +99,14 @@ fn check_sizes(data: &[u8], depth: usize) -> Result<(), String> {
         // Children from the first byte; after a full box's version and flags (meta); after
         // that and an entry count (stsd, whose entries mp4parse reads one by one).
         let children = match &b.kind {
-            kind if CONTAINERS.contains(&kind) => Some(b.body),
+            _ if items => Some(b.body),
+            kind if CONTAINERS.contains(&kind) || kind == b"ilst" => Some(b.body),
             b"meta" => b.body.get(4..),
             b"stsd" => b.body.get(8..),
             _ => None,
         };
         if let Some(children) = children {
-            check_sizes(children, depth + 1)?;
+            check_level(children, depth + 1, &b.kind == b"ilst")?;
         }
     }
     Ok(())
