@@ -167,6 +167,20 @@ component_ports = {{ }}"""
             env.pop(k, None)
         return env
 
+    def _answers_a_stream(self) -> bool:
+        """Whether Prosody's event loop runs: it answers a stream header. A TCP connect alone
+        is not enough: the listening socket accepts while Prosody is still loading hosts, and
+        its signal handlers (mod_posix) are set on the loop's first turn, so a `prosodyctl
+        reload` (SIGHUP) sent then would kill it."""
+        try:
+            with socket.create_connection((self.address, self.c2s_port), timeout=0.5) as sock:
+                sock.settimeout(2)
+                sock.sendall(b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+                             b"xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>")
+                return b"<stream:stream" in sock.recv(4096)
+        except OSError:
+            return False
+
     def start(self, timeout: float = 30.0) -> None:
         self.write_config()
         out = open(self.out_file, "wb")
@@ -185,11 +199,8 @@ component_ports = {{ }}"""
             if self.proc.poll() is not None and not self.daemonize:
                 raise RuntimeError(f"Prosody {self.version} exited with {self.proc.returncode} "
                                    f"during start-up\n{self.tail()}")
-            try:
-                with socket.create_connection((self.address, self.c2s_port), timeout=0.5):
-                    break
-            except OSError:
-                pass
+            if self._answers_a_stream():
+                break
             if time.monotonic() > deadline:
                 self.stop()
                 raise TimeoutError(f"Prosody {self.version} did not accept on port "
