@@ -128,6 +128,8 @@ fn check_tables(moov_box: &[u8]) -> Result<(), String> {
                 b"elst" => (if version == 1 { 20 } else { 12 }, 4),
                 b"stts" | b"ctts" | b"co64" => (8, 4),
                 b"stsc" => (12, 4),
+                b"stsd" => (8, 4), // sample entries, each a box
+
                 b"stco" | b"stss" => (4, 4),
                 // sample_size first: entries follow only when it is 0.
                 b"stsz" if table.body.get(4..8) == Some(&[0; 4]) => (4, 8),

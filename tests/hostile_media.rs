@@ -196,3 +196,12 @@ fn a_metadata_item_larger_than_its_list() {
 fn refused_before_mp4parse(m: &Metadata) -> bool {
     m.note.as_deref().is_some_and(|n| n.contains(" claims ") || n.contains(" declares "))
 }
+
+/// Found by the mp4 fuzz target: a `stsd` declaring 16,777,216 sample entries in 206 bytes.
+#[test]
+fn sample_descriptions_more_than_their_box_holds() {
+    let data = std::fs::read("tests/fixtures/media/fuzz-mp4-stsd.mp4").unwrap();
+    let m = hostile("stsd of 2^24 entries", data, "video/quicktime");
+    assert_eq!(m.length, None);
+    assert!(refused_before_mp4parse(&m), "{:?}", m.note);
+}
