@@ -78,13 +78,7 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn bx(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
-        let mut b = ((body.len() + 8) as u32).to_be_bytes().to_vec();
-        b.extend_from_slice(kind);
-        b.extend_from_slice(body);
-        b
-    }
+    use crate::isobmff::bx;
 
     fn heif(props: &[Vec<u8>], item: u16, assoc: &[u8]) -> Vec<u8> {
         let mut ipma = vec![0, 0, 0, 0, 0, 0, 0, 1];

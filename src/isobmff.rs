@@ -85,16 +85,18 @@ pub fn full(body: &[u8]) -> Option<(u8, &[u8])> {
     Some((*body.first()?, body.get(4..)?))
 }
 
+/// A box of `kind` around `body`, for the box readers' tests.
+#[cfg(test)]
+pub(crate) fn bx(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+    let mut b = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+    b.extend_from_slice(kind);
+    b.extend_from_slice(body);
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn bx(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
-        let mut b = ((body.len() + 8) as u32).to_be_bytes().to_vec();
-        b.extend_from_slice(kind);
-        b.extend_from_slice(body);
-        b
-    }
 
     #[test]
     fn walks_one_level_and_cuts_what_runs_past_the_end() {

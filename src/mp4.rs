@@ -152,13 +152,7 @@ fn check_tables(moov_box: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn bx(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
-        let mut b = ((body.len() + 8) as u32).to_be_bytes().to_vec();
-        b.extend_from_slice(kind);
-        b.extend_from_slice(body);
-        b
-    }
+    use crate::isobmff::bx;
 
     #[test]
     fn moov_before_after_or_cut() {
