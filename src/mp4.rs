@@ -47,7 +47,7 @@ pub fn locate(data: &[u8]) -> Moov<'_> {
 /// its matrix's quarter turn applied.
 pub fn probe(moov: &[u8]) -> Result<Probed, String> {
     check_tables(moov)?;
-    check_sizes(moov, 0)?;
+    check_sizes(moov)?;
     let context = mp4parse::read_mp4(&mut Cursor::new(moov)).map_err(|e| format!("mp4parse: {e:?}"))?;
     let mut probed = Probed::default();
     for track in context.tracks.iter() {
@@ -76,18 +76,23 @@ pub fn probe(moov: &[u8]) -> Result<Probed, String> {
 }
 
 /// Containers mp4parse walks into, whose children are boxes from their first byte.
-const CONTAINERS: &[&[u8; 4]] = &[b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"dinf", b"mvex", b"udta"];
+const CONTAINERS: &[&[u8; 4]] = &[
+    b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"dinf", b"mvex", b"udta", b"ilst", b"wave", b"sinf", b"schi",
+];
 
 /// mp4parse reserves some boxes' declared size before reading them (a `hdlr` claiming 2 GiB
-/// inside a `mdia` of 500 bytes was a 2 GiB reservation, found by the mp4 fuzz target): every
-/// box in the containers it walks must fit inside its parent, checked on the bytes first.
-fn check_sizes(data: &[u8], depth: usize) -> Result<(), String> {
-    check_level(data, depth, false)
+/// inside a `mdia` of 500 bytes was a 2 GiB reservation; an `esds` claiming 4 GiB inside an
+/// `mp4a` sample entry another; both found by the mp4 fuzz target): every box in the
+/// containers it walks, sample entries included, must fit inside its parent, checked on the
+/// bytes first.
+fn check_sizes(moov: &[u8]) -> Result<(), String> {
+    check_level(moov, 0, b"\0\0\0\0", &mut None)
 }
 
-/// One level of [`check_sizes`]; `items` for the children of an `ilst`, each of which holds
-/// boxes (`data`, `mean`, `name`) whatever its type.
-fn check_level(data: &[u8], depth: usize, items: bool) -> Result<(), String> {
+/// One level of [`check_sizes`]: the boxes of `data`, children of a `parent` box. `handler`
+/// is the current track's handler type, as mp4parse knows it when it reaches the `stsd`: set
+/// by the `hdlr` of a `mdia`, reset by each `trak`.
+fn check_level(data: &[u8], depth: usize, parent: &[u8; 4], handler: &mut Option<[u8; 4]>) -> Result<(), String> {
     if depth > 8 {
         return Err("boxes nested deeper than a movie's".to_owned());
     }
@@ -96,20 +101,43 @@ fn check_level(data: &[u8], depth: usize, items: bool) -> Result<(), String> {
             let kind = String::from_utf8_lossy(&b.kind);
             return Err(format!("{kind} claims {} bytes, past the end of its parent", b.size));
         }
+        match (parent, &b.kind) {
+            (_, b"trak") => *handler = None,
+            (b"mdia", b"hdlr") => *handler = b.body.get(8..12).and_then(|h| h.try_into().ok()),
+            _ => {}
+        }
         // Children from the first byte; after a full box's version and flags (meta); after
-        // that and an entry count (stsd, whose entries mp4parse reads one by one).
+        // that and an entry count (stsd); after a sample entry's fields; each item of an
+        // `ilst` holds boxes (`data`, `mean`, `name`) whatever its type.
         let children = match &b.kind {
-            _ if items => Some(b.body),
-            kind if CONTAINERS.contains(&kind) || kind == b"ilst" => Some(b.body),
+            _ if parent == b"ilst" => Some(b.body),
+            _ if parent == b"stsd" => sample_entry_fields(*handler, b.body).and_then(|n| b.body.get(n..)),
+            kind if CONTAINERS.contains(&kind) => Some(b.body),
             b"meta" => b.body.get(4..),
             b"stsd" => b.body.get(8..),
             _ => None,
         };
         if let Some(children) = children {
-            check_level(children, depth + 1, &b.kind == b"ilst")?;
+            check_level(children, depth + 1, &b.kind, handler)?;
         }
     }
     Ok(())
+}
+
+/// Bytes of a sample entry's body before its child boxes, as mp4parse reads the entry for the
+/// track's handler: a visual entry's fixed 78; an audio entry's 28, or 44 and 64 for
+/// QuickTime's sound descriptions 1 and 2. `None` where mp4parse reads no children.
+fn sample_entry_fields(handler: Option<[u8; 4]>, entry: &[u8]) -> Option<usize> {
+    match &handler? {
+        b"vide" | b"pict" | b"auxv" => Some(78),
+        b"soun" => match entry.get(8..10)? {
+            [0, 0] => Some(28),
+            [0, 1] => Some(44),
+            [0, 2] => Some(64),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// mp4parse reserves a sample table's declared entries before reading them (fallibly, but
@@ -166,6 +194,43 @@ mod tests {
         assert_eq!(locate(&head), Moov::After(ftyp.len() as u64 + 1_000_000));
         assert_eq!(locate(&[ftyp.clone(), moov[..10].to_vec()].concat()), Moov::Cut(ftyp.len() as u64));
         assert_eq!(locate(&ftyp), Moov::Missing);
+    }
+
+    /// A movie of one track of `handler` whose `stsd` holds one sample `entry`.
+    fn one_track(handler: &[u8; 4], entry: &[u8]) -> Vec<u8> {
+        let hdlr = bx(b"hdlr", &[&[0; 8][..], handler, &[0; 13]].concat());
+        let stsd = bx(b"stsd", &[&[0, 0, 0, 0, 0, 0, 0, 1][..], entry].concat());
+        let minf = bx(b"minf", &bx(b"stbl", &stsd));
+        bx(b"moov", &bx(b"trak", &bx(b"mdia", &[hdlr, minf].concat())))
+    }
+
+    #[test]
+    fn a_sample_entrys_children_must_fit_in_it() {
+        // An mp4a entry (version 0: 28 bytes of fields) holding an esds, which mp4parse
+        // reserves its declared size for; the mp4 fuzz target found one claiming 4 GiB.
+        let fields = [0u8; 28];
+        let esds = bx(b"esds", &[0; 12]);
+        let fits = bx(b"mp4a", &[&fields[..], &esds].concat());
+        assert_eq!(check_sizes(&one_track(b"soun", &fits)), Ok(()));
+        let mut lying = esds.clone();
+        lying[..4].copy_from_slice(&0xFFFF_0000u32.to_be_bytes());
+        let claims = bx(b"mp4a", &[&fields[..], &lying].concat());
+        let err = check_sizes(&one_track(b"soun", &claims)).unwrap_err();
+        assert!(err.contains("esds claims 4294901760 bytes"), "{err}");
+        // QuickTime's sound description 1 has 16 more bytes of fields, a visual entry 78:
+        // the same lie is found after them, and the fields are never taken for boxes.
+        let mut v1 = [0u8; 44];
+        v1[9] = 1;
+        let claims_v1 = bx(b"mp4a", &[&v1[..], &lying].concat());
+        assert!(check_sizes(&one_track(b"soun", &claims_v1)).is_err());
+        assert_eq!(check_sizes(&one_track(b"soun", &bx(b"mp4a", &[&v1[..], &esds].concat()))), Ok(()));
+        let avc1 = |child: &[u8]| bx(b"avc1", &[&[0u8; 78][..], child].concat());
+        assert_eq!(check_sizes(&one_track(b"vide", &avc1(&bx(b"avcC", &[1; 8])))), Ok(()));
+        let mut avcc = bx(b"avcC", &[1; 8]);
+        avcc[..4].copy_from_slice(&0x7FFF_FFFFu32.to_be_bytes());
+        assert!(check_sizes(&one_track(b"vide", &avc1(&avcc))).is_err());
+        // A track whose handler mp4parse does not read entries for: nothing to check.
+        assert_eq!(check_sizes(&one_track(b"text", &claims)), Ok(()));
     }
 
     #[test]
