@@ -183,7 +183,8 @@ local held_for = module:metric("histogram", "held", "seconds",
 	"Time a message was held back for analysis", {},
 	{ buckets = { 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 } }):with_labels();
 
--- result: hit, miss, expired, invalid (a corrupt or foreign entry), stored, failed.
+-- result: hit, miss, expired, invalid (a corrupt or foreign entry), stored, failed; for a hit
+-- with validators, then unchanged (304) or changed (analysed again).
 local store_outcomes = module:metric("counter", "store", "",
 	"Lookups and writes of results in the persistent store, by result", { "result" });
 
@@ -207,9 +208,12 @@ end
 -- Results are kept in Prosody's storage (storage = "internal", "sql", ...) for cache_ttl, so a
 -- restart or reload does not analyse everything again, and several nodes on one SQL database
 -- share them. Keyed by what names the content: a local upload by its slot (a slot's file never
--- changes), a remote URL by the URL (its ETag or Last-Modified are not known before a fetch:
--- a changed file at the same URL is seen again after cache_ttl). The key is hashed: a URL is
--- no file name. Failures and half-decoded pictures are not kept: they may well succeed later.
+-- changes); a remote URL by the URL and, where its server sent them, the ETag and
+-- Last-Modified kept with the result: such a result is reused only after a conditional GET is
+-- answered 304 Not Modified (no body read; anything else is a changed file, analysed afresh).
+-- A remote result without either is reused as it is within cache_ttl. The key is hashed: a
+-- URL is no file name. Failures and half-decoded pictures are not kept: they may well succeed
+-- later.
 local store_version = 1;
 local results_store = module:open_store("media_metadata");
 local store_down_until = nil; -- while the store fails: analyse without it, say so once
@@ -251,6 +255,9 @@ local result_fields = {
 	sha256 = { "string", base64, 44 };
 	thumbhash = { "string", base64, 64 };
 	thumbnail = { "string", base64, 64 * 1024 };
+	-- Sent back to the server as they came (visible ASCII; the library's own limit).
+	etag = { "string", "^[!-~][ -~]*$", 256 };
+	last_modified = { "string", "^[!-~][ -~]*$", 256 };
 };
 
 -- A copy of `result` with only the fields above, or nil and why it cannot be trusted.
@@ -493,6 +500,12 @@ local function drain()
 		local entry = jobs[done.id];
 		if entry then
 			jobs[done.id] = nil;
+			if done.result and done.result.unchanged then -- a 304: the stored result holds
+				count_store("unchanged");
+				done = { id = done.id; result = entry.stored; stored = true };
+			elseif entry.stored and done.result then
+				count_store("changed");
+			end
 			complete(entry, done);
 		else
 			module:log("debug", "Discarding the result of job %s: its message has gone on", done.id);
@@ -696,7 +709,12 @@ function submit(entry)
 	end
 	entry.key = upload and upload.key or entry.url;
 	local stored = recall(entry.key);
-	if stored then
+	if stored and not upload and (stored.etag or stored.last_modified) then
+		-- Reused only if the server says it has not changed (see Persistent results).
+		module:log("debug", "%s: in the results store, asking its server whether it changed", entry.url);
+		entry.stored = stored;
+		return pool:submit_if_changed(entry.url, stored.etag, stored.last_modified);
+	elseif stored then
 		module:log("debug", "%s: from the results store", entry.url);
 		entry.done = { result = stored; stored = true };
 		return nil;
@@ -835,8 +853,9 @@ local function analyse_for_shell(url)
 			if done.err then
 				return reject(("analysis failed (%s): %s"):format(done.kind or "other", done.err));
 			end
-			if not done.cached then remember(entry.key, done.result); end
+			if not (done.cached or done.stored) then remember(entry.key, done.result); end
 			resolve(describe_result(url, done.result, done.cached and "from the memory cache"
+				or done.stored and "from the results store, its server says unchanged (304)"
 				or entry.key ~= url and "read from the upload store" or "fetched"));
 		end
 		jobs[id] = entry;

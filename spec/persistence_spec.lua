@@ -102,6 +102,39 @@ describe("results in Prosody's storage", function ()
 		assert.equal(1, module.metrics.store.values["expired"]);
 	end);
 
+	it("with an ETag or Last-Modified, are reused only once the server answers 304 to a conditional GET", function ()
+		local module, pool = load();
+		send(module, new_room(), photo);
+		local tagged = { etag = '"v1"'; last_modified = "Tue, 01 Dec 2026 10:00:00 GMT" };
+		for k, v in pairs(result) do tagged[k] = v; end
+		pool:complete(photo, tagged);
+		wake();
+		assert.equal('"v1"', stored_entry(photo).result.etag);
+		module.unload();
+
+		module, pool = load();
+		local room = new_room();
+		local _, stanza = send(module, room, photo);
+		assert.equal(0, #room.broadcasts, "held while the server is asked");
+		assert.same({ { id = 101; url = "if-changed " .. photo; since = { etag = '"v1"';
+			last_modified = "Tue, 01 Dec 2026 10:00:00 GMT" } } }, pool.submitted);
+		pool:complete("if-changed " .. photo, { unchanged = true });
+		wake();
+		assert.equal(1, #room.broadcasts);
+		assert.equal("15690", bytes_of(stanza), "the stored result");
+		assert.equal(1, module.metrics.store.values["unchanged"]);
+
+		-- Changed: the new result goes out and replaces the stored one.
+		room = new_room();
+		pool.submitted = {};
+		_, stanza = send(module, room, photo);
+		pool:complete("if-changed " .. photo, { bytes = 999; type = "image/png"; etag = '"v2"' });
+		wake();
+		assert.equal("999", bytes_of(stanza));
+		assert.equal('"v2"', stored_entry(photo).result.etag);
+		assert.equal(1, module.metrics.store.values["changed"]);
+	end);
+
 	it("keep no failure and no half-decoded picture", function ()
 		local module, pool = load();
 		send(module, new_room(), photo);

@@ -7,7 +7,7 @@ use base64::Engine;
 use crate::background::{self, Budget, Cancel};
 use crate::decode;
 use crate::error::{Error, Result};
-use crate::fetch::{Body, Fetcher, Tail};
+use crate::fetch::{Body, Fetcher, Tail, Validators};
 use crate::measure;
 use crate::media::{self, Probe};
 use crate::options::Options;
@@ -41,6 +41,12 @@ pub struct Metadata {
     pub length: Option<u64>,
     /// Whether a GIF, PNG or WebP has more than one frame (`None` for other formats).
     pub animated: Option<bool>,
+    /// The ETag and Last-Modified the server sent, for asking it later whether the file
+    /// changed (a kept result is reused only if it did not).
+    pub validators: Validators,
+    /// The server answered 304 to a conditional GET: nothing else is known here, the result
+    /// kept with those validators still holds.
+    pub unchanged: bool,
     /// Why a field the admin might expect is missing (for logs and tools, never for clients).
     pub note: Option<String>,
     /// The kind of error (`Error::kind`) that kept the picture from being decoded, when only
@@ -113,6 +119,7 @@ pub fn describe_with_tail(body: &Body, opts: &Options, tail: TailReader) -> Resu
             .or_else(|| body.content_type.as_deref().and_then(sniff::content_type_essence)),
         name: body.name.clone(),
         date: body.date.clone(),
+        validators: body.validators.clone(),
         sha256: body.sha256.map(|h| base64::engine::general_purpose::STANDARD.encode(h)),
         ..Metadata::default()
     };

@@ -19,6 +19,8 @@ use crate::options::Options;
 use crate::policy;
 use crate::resolve::{PolicyResolver, Within};
 use crate::response::{self, BodyReader, Head, HeadError};
+
+pub use crate::response::Validators;
 use crate::sniff::{self, Family};
 
 pub use crate::resolve::{system_lookup, Lookup};
@@ -47,6 +49,11 @@ pub struct Body {
     pub name: Option<String>,
     /// Last-Modified, as XEP-0082.
     pub date: Option<String>,
+    /// The ETag and Last-Modified, as sent, for asking later whether the file changed.
+    pub validators: Validators,
+    /// The server answered a conditional GET with 304 Not Modified: there is no body, and
+    /// the result kept from when the validators were given still holds.
+    pub not_modified: bool,
 }
 
 /// What a tail read brought back: bytes from `start` on, of a file of `total` bytes if the
@@ -73,6 +80,15 @@ fn content_range(value: &str) -> Option<(u64, Option<u64>)> {
     // COMPAT Prosody 0.12's mod_http_file_share names the file's size as its last byte
     // (`bytes N-SIZE/SIZE`): only the first byte and the framing matter here.
     (first <= last && total.is_none_or(|t| last <= t)).then_some((first, total))
+}
+
+/// What a GET asks for besides the URL.
+#[derive(Clone, Copy)]
+enum Ask<'a> {
+    /// The body from this byte on (`Range: bytes=N-`).
+    From(u64),
+    /// The body, unless it is unchanged since these validators (none: the body).
+    IfChanged(&'a Validators),
 }
 
 /// A reusable HTTP client bound to one set of `Options`.
@@ -112,10 +128,24 @@ impl Fetcher {
 
     /// GETs `raw`, following at most `max_redirects` checked redirects.
     pub fn get(&self, raw: &str) -> Result<Body> {
-        let (head, reader, url, shared) = self.open(raw, None)?;
+        self.get_if_changed(raw, &Validators::default())
+    }
+
+    /// [`Fetcher::get`], sending `since`'s ETag as If-None-Match and its Last-Modified as
+    /// If-Modified-Since: a 304 comes back as a `Body` with `not_modified` set, nothing read.
+    pub fn get_if_changed(&self, raw: &str, since: &Validators) -> Result<Body> {
+        let (head, reader, url, shared) = self.open(raw, Ask::IfChanged(since))?;
+        if head.status == 304 {
+            if since.is_empty() {
+                let why = "a 304 Not Modified to a GET that was not conditional".to_owned();
+                return Err(Error::BadResponse { url: url.to_string(), why });
+            }
+            return Ok(Body { not_modified: true, ..Body::default() });
+        }
         let mut body = self.read_body(&head, reader, &url)?;
         body.name = head.filename().or_else(|| name::from_url(&shared));
         body.date = head.last_modified();
+        body.validators = head.validators();
         Ok(body)
     }
 
@@ -130,7 +160,7 @@ impl Fetcher {
             // Prosody 13 answers 416 to bytes=0-, and it would be the whole file anyway.
             return Err(Error::BadUrl { url: raw.to_owned(), why: "a tail read from byte 0".to_owned() });
         }
-        let (head, reader, url, _) = self.open(raw, Some(from))?;
+        let (head, reader, url, _) = self.open(raw, Ask::From(from))?;
         let refused = |why: String| Error::BadResponse { url: url.to_string(), why };
         if head.status != 206 {
             return Err(refused(format!("HTTP {} to Range: bytes={from}- (Range not honoured)", head.status)));
@@ -150,9 +180,9 @@ impl Fetcher {
         Ok(Tail { data, start, total, complete: ended })
     }
 
-    /// Sends the GET (with `Range: bytes=N-` when `range` is set) and follows checked redirects
-    /// to a final response: its head, its body reader, its URL and the URL as shared.
-    fn open(&self, raw: &str, range: Option<u64>) -> Result<(Head, BodyReader, Url, Url)> {
+    /// Sends the GET `ask` says and follows checked redirects to a final response (a 304
+    /// included): its head, its body reader, its URL and the URL as shared.
+    fn open(&self, raw: &str, ask: Ask) -> Result<(Head, BodyReader, Url, Url)> {
         let deadline = Instant::now() + self.opts.timeout;
         let mut url = policy::check_url(raw, &self.opts)?;
         // The name a client would give the file is the one in the URL the occupant shared,
@@ -172,8 +202,16 @@ impl Fetcher {
                 .timeout(left)
                 .set("Accept-Encoding", "identity")
                 .set("Accept", "image/*, */*;q=0.5");
-            if let Some(from) = range {
-                request = request.set("Range", &format!("bytes={from}-"));
+            match ask {
+                Ask::From(from) => request = request.set("Range", &format!("bytes={from}-")),
+                Ask::IfChanged(since) => {
+                    if let Some(etag) = &since.etag {
+                        request = request.set("If-None-Match", etag);
+                    }
+                    if let Some(date) = &since.last_modified {
+                        request = request.set("If-Modified-Since", date);
+                    }
+                }
             }
             let response = request.call();
             drop(within);
@@ -189,7 +227,7 @@ impl Fetcher {
             } else {
                 (head, body)
             };
-            if (300..400).contains(&head.status) {
+            if (300..400).contains(&head.status) && head.status != 304 {
                 redirects += 1;
                 if redirects > self.opts.max_redirects {
                     return Err(Error::TooManyRedirects(self.opts.max_redirects));

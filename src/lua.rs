@@ -7,7 +7,7 @@ use mlua::{Lua, Result as LuaResult, Table, UserData, UserDataMethods, Value};
 
 use crate::analyze::{self, Metadata};
 use crate::blurhash::{self, Layout};
-use crate::fetch::Fetcher;
+use crate::fetch::{Fetcher, Validators};
 use crate::options::{self, PoolOptions, Raw};
 use crate::pool::Pool;
 use crate::source::LocalFile;
@@ -145,6 +145,11 @@ fn metadata_table(lua: &Lua, m: &Metadata) -> LuaResult<Table> {
     t.set("thumbnail_height", m.thumbnail_height)?;
     t.set("length", m.length)?;
     t.set("animated", m.animated)?;
+    t.set("etag", m.validators.etag.as_deref())?;
+    t.set("last_modified", m.validators.last_modified.as_deref())?;
+    if m.unchanged {
+        t.set("unchanged", true)?;
+    }
     t.set("note", m.note.as_deref())?;
     t.set("error_kind", m.error_kind)?;
     Ok(t)
@@ -196,7 +201,7 @@ fn local_file(path: String, record: Option<Table>) -> LuaResult<LocalFile> {
     Ok(LocalFile { path: path.into(), name: field("name")?, date: field("date")?, content_type: field("type")? })
 }
 
-/// The pool as Lua userdata: `submit`, `submit_file`, `getfd`, `cancel`, `drain`, `close`.
+/// The pool as Lua userdata: `submit`, `submit_if_changed`, `submit_file`, `getfd`, `cancel`, `drain`, `close`.
 pub struct LuaPool(Pool);
 
 /// How long `close` waits for running analyses; longer would stall Prosody's main loop.
@@ -205,6 +210,12 @@ const CLOSE_GRACE: Duration = Duration::from_millis(200);
 impl UserData for LuaPool {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method_mut("submit", |_, this, url: String| Ok(outcome(this.0.submit(&url))));
+        methods.add_method_mut(
+            "submit_if_changed",
+            |_, this, (url, etag, last_modified): (String, Option<String>, Option<String>)| {
+                Ok(outcome(this.0.submit_if_changed(&url, Validators { etag, last_modified })))
+            },
+        );
         methods.add_method_mut("submit_file", |_, this, (path, record): (String, Option<Table>)| {
             Ok(outcome(this.0.submit_file(local_file(path, record)?)))
         });

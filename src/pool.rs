@@ -18,7 +18,7 @@ use crate::analyze::Metadata;
 use crate::background::{self, Cancel};
 use crate::cache::Cache;
 use crate::error::{Error, Result};
-use crate::fetch::Fetcher;
+use crate::fetch::{Fetcher, Validators};
 use crate::options::PoolOptions;
 use crate::source::{self, LocalFile, Remote, Source};
 
@@ -26,7 +26,8 @@ use crate::source::{self, LocalFile, Remote, Source};
 #[derive(Debug, Clone)]
 pub struct Completion {
     pub id: u64,
-    /// The URL, or `file:` and the path of a local upload.
+    /// The job's key: the URL, `if-changed ` and the URL of a conditional GET, or `file:`
+    /// and the path of a local upload.
     pub url: String,
     /// The metadata, or the error with its kind (`Error::kind`) for the plugin's metric.
     pub result: Result<Metadata>,
@@ -79,6 +80,8 @@ struct Running {
     given_up: bool,
     /// Empty (no allocation) unless the URL was shared again while it ran.
     joined: Vec<(u64, bool)>,
+    /// Whether its result goes into the cache.
+    cached: bool,
 }
 
 impl Running {
@@ -125,23 +128,33 @@ impl Pool {
     /// completes at once; a URL already queued or running (and not cancelled) is not queued
     /// again: the id completes with that job's result.
     pub fn submit(&mut self, url: &str) -> Result<u64> {
-        self.submit_source(url, || Box::new(Remote(url.to_owned())))
+        self.submit_source(url, true, || Box::new(Remote { url: url.to_owned(), since: Validators::default() }))
+    }
+
+    /// Queues a conditional GET of `url` for a result kept with validators `since`: it
+    /// completes with `Metadata::unchanged` (a 304) or with the changed file's metadata.
+    /// Neither the cache nor a plain job of the same URL answers it, and its result is not
+    /// cached: the kept result is the caller's.
+    pub fn submit_if_changed(&mut self, url: &str, since: Validators) -> Result<u64> {
+        let key = format!("if-changed {url}"); // a URL has no space: never a plain job's key
+        self.submit_source(&key, false, || Box::new(Remote { url: url.to_owned(), since }))
     }
 
     /// Queues a local upload (see [`LocalFile`]) as `submit` queues a URL; its results are
     /// cached and shared under `file:` and its path.
     pub fn submit_file(&mut self, file: LocalFile) -> Result<u64> {
         let key = format!("file:{}", file.path.display());
-        self.submit_source(&key, || Box::new(file))
+        self.submit_source(&key, true, || Box::new(file))
     }
 
-    fn submit_source(&mut self, url: &str, source: impl FnOnce() -> Box<dyn Source>) -> Result<u64> {
+    /// Queues the job of `url` (a job's key), answered from the cache when `cached`.
+    fn submit_source(&mut self, url: &str, cached: bool, source: impl FnOnce() -> Box<dyn Source>) -> Result<u64> {
         if self.jobs.is_none() {
             return Err(Error::Closed);
         }
         self.next_id += 1;
         let id = self.next_id;
-        if let Some(result) = self.cache.get(url) {
+        if let Some(result) = cached.then(|| self.cache.get(url)).flatten() {
             self.shared.complete(Completion { id, url: url.to_owned(), result, cached: true });
             return Ok(id);
         }
@@ -156,7 +169,7 @@ impl Pool {
         let cancel = Cancel::default();
         match jobs.try_send(Job { id, key: url.to_owned(), source: source(), cancel: cancel.clone() }) {
             Ok(()) => {
-                self.pending.insert(id, Running { cancel, given_up: false, joined: Vec::new() });
+                self.pending.insert(id, Running { cancel, given_up: false, joined: Vec::new(), cached });
                 self.by_url.insert(url.to_owned(), id);
                 Ok(id)
             }
@@ -209,7 +222,7 @@ impl Pool {
             if let Some(job) = self.by_url.remove(&c.url).filter(|&job| job != c.id) {
                 self.by_url.insert(c.url.clone(), job);
             }
-            if !matches!(c.result, Err(Error::Cancelled)) {
+            if running.cached && !matches!(c.result, Err(Error::Cancelled)) {
                 self.cache.put(&c.url, &c.result);
             }
             for &(id, _) in &running.joined {

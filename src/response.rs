@@ -22,6 +22,23 @@ pub const MAX_HEADS_BYTES: usize = 64 * 1024;
 /// Bytes of a chunk-size line (with its extensions).
 const MAX_CHUNK_LINE: usize = 1024;
 
+/// The longest ETag or Last-Modified kept (a real one is under 100 bytes).
+pub const MAX_VALIDATOR: usize = 256;
+
+/// A response's ETag and Last-Modified, as sent: a later GET with If-None-Match and
+/// If-Modified-Since learns whether the file changed without reading it again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validators {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+impl Validators {
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none()
+    }
+}
+
 /// The status line and header fields of a response.
 #[derive(Debug, Clone, Default)]
 pub struct Head {
@@ -68,6 +85,20 @@ impl Head {
     /// Last-Modified as XEP-0082 (`YYYY-MM-DDThh:mm:ssZ`).
     pub fn last_modified(&self) -> Option<String> {
         self.first("Last-Modified").and_then(http_date_to_xep0082)
+    }
+
+    /// What a later request can send to be told the file has not changed (RFC 9110 8.8).
+    pub fn validators(&self) -> Validators {
+        let usable = |v: &str| {
+            let v = v.trim();
+            // Sent back as a header value later: visible ASCII, short, as the RFC's grammar.
+            (!v.is_empty() && v.len() <= MAX_VALIDATOR && v.bytes().all(|b| b == b' ' || b.is_ascii_graphic()))
+                .then(|| v.to_owned())
+        };
+        Validators {
+            etag: self.first("ETag").and_then(usable),
+            last_modified: self.first("Last-Modified").filter(|v| http_date_to_xep0082(v).is_some()).and_then(usable),
+        }
     }
 
     /// An interim response: more heads follow on the connection.

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::analyze::{describe_with_tail, tail_limit, Metadata};
 use crate::background::{self, Budget, Cancel};
 use crate::error::{Error, Result};
-use crate::fetch::{Body, Fetcher, Tail};
+use crate::fetch::{Body, Fetcher, Tail, Validators};
 use crate::name;
 use crate::options::Options;
 use crate::sniff::{self, Family};
@@ -31,16 +31,20 @@ pub trait Source: Send {
     fn tail(&self, fetcher: &Fetcher, from: u64, limit: usize) -> Result<Tail>;
 }
 
-/// A URL, fetched over HTTP under the fetch policy.
-pub struct Remote(pub String);
+/// A URL, fetched over HTTP under the fetch policy; a conditional GET when `since` holds
+/// the validators of a result kept from an earlier fetch.
+pub struct Remote {
+    pub url: String,
+    pub since: Validators,
+}
 
 impl Source for Remote {
     fn body(&self, fetcher: &Fetcher) -> Result<Body> {
-        fetcher.get(&self.0)
+        fetcher.get_if_changed(&self.url, &self.since)
     }
 
     fn tail(&self, fetcher: &Fetcher, from: u64, limit: usize) -> Result<Tail> {
-        fetcher.tail(&self.0, from, limit)
+        fetcher.tail(&self.url, from, limit)
     }
 }
 
@@ -168,6 +172,9 @@ pub fn analyze(source: &dyn Source, fetcher: &Fetcher, cancel: Option<Cancel>) -
     background::check()?;
     catch_unwind(AssertUnwindSafe(|| {
         let body = source.body(fetcher)?;
+        if body.not_modified {
+            return Ok(Metadata { unchanged: true, ..Metadata::default() });
+        }
         let limit = tail_limit(fetcher.options()) as usize;
         describe_with_tail(&body, fetcher.options(), &|from| source.tail(fetcher, from, limit))
     }))

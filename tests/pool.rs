@@ -2,10 +2,14 @@
 
 mod common;
 
+use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::hostile::{read_request, RawServer};
 use common::*;
 use media_metadata::error::Error;
+use media_metadata::fetch::Fetcher;
 use media_metadata::options::{Options, PoolOptions};
 use media_metadata::pool::{Completion, Pool};
 use media_metadata::sniff::Format;
@@ -18,6 +22,10 @@ fn pool(threads: usize, queue_length: usize) -> Pool {
         ..PoolOptions::default()
     })
     .unwrap()
+}
+
+fn local() -> Options {
+    Options { allow_private: true, ..Options::default() }
 }
 
 fn readable(fd: i32, wait: Duration) -> bool {
@@ -372,4 +380,78 @@ fn drain_time_at_the_largest_cache() {
         per(filling, SIZE),
         per(full, 4 * BATCH)
     );
+}
+
+/// A server whose file at every path has ETag `"v1"` and a Last-Modified: a GET with
+/// If-None-Match `"v1"` is answered 304; each request head is kept.
+fn versioned(body: Vec<u8>, etag: &'static str) -> (RawServer, Arc<Mutex<Vec<String>>>) {
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    let server = RawServer::start(move |mut s| {
+        let Some(head) = read_request(&mut s) else { return };
+        let unchanged = head.lines().any(|l| l.eq_ignore_ascii_case(&format!("if-none-match: {etag}")));
+        seen.lock().unwrap().push(head);
+        let validators = format!("ETag: {etag}\r\nLast-Modified: Tue, 01 Dec 2026 10:00:00 GMT\r\n");
+        let reply = if unchanged {
+            format!("HTTP/1.1 304 Not Modified\r\n{validators}Connection: close\r\n\r\n").into_bytes()
+        } else {
+            let mut r = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: image/png\r\n{validators}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            r.extend_from_slice(&body);
+            r
+        };
+        let _ = s.write_all(&reply);
+    });
+    (server, heads)
+}
+
+#[test]
+fn a_kept_result_is_checked_with_a_conditional_get_that_the_cache_never_answers() {
+    let (s, heads) = versioned(png(&photo(40, 20)), "\"v1\"");
+    let url = s.url("/a.png");
+    let mut p = pool(1, 8);
+    // A plain job: the file and the validators to ask with later.
+    let plain = p.submit(&url).unwrap();
+    let first = collect(&mut p, 1).remove(0);
+    assert_eq!(first.id, plain);
+    let m = first.result.unwrap();
+    assert_eq!((m.width, m.unchanged), (Some(40), false));
+    let since = m.validators.clone();
+    assert_eq!(since.etag.as_deref(), Some("\"v1\""));
+    assert_eq!(since.last_modified.as_deref(), Some("Tue, 01 Dec 2026 10:00:00 GMT"));
+    // Unchanged: a 304, no body, nothing else known; the request carried both validators.
+    let asked = p.submit_if_changed(&url, since.clone()).unwrap();
+    let c = collect(&mut p, 1).remove(0);
+    assert_eq!(c.id, asked);
+    let m = c.result.unwrap();
+    assert!(m.unchanged && m.width.is_none() && m.bytes.is_none(), "{m:?}");
+    let head = heads.lock().unwrap()[1].to_ascii_lowercase();
+    assert!(head.contains("if-none-match: \"v1\"") && head.contains("if-modified-since: tue, 01 dec 2026"), "{head}");
+    // The plain result is in the cache and still answers a plain job, not a conditional one:
+    // a stale ETag is sent and the changed file comes back whole.
+    let cached = p.submit(&url).unwrap();
+    assert!(collect(&mut p, 1).remove(0).cached, "job {cached}");
+    let stale = media_metadata::fetch::Validators { etag: Some("\"v0\"".into()), last_modified: None };
+    p.submit_if_changed(&url, stale).unwrap();
+    let m = collect(&mut p, 1).remove(0).result.unwrap();
+    assert_eq!((m.width, m.unchanged), (Some(40), false));
+    assert_eq!(heads.lock().unwrap().len(), 3, "the cache answered the plain job only");
+}
+
+#[test]
+fn a_304_to_a_plain_get_is_an_error_and_odd_validators_are_not_kept() {
+    let long = format!("\"{}\"", "x".repeat(300));
+    for (etag, kept) in [("\"v1\"", true), ("W/\"v1\"", true), (long.as_str(), false), ("\"a\tb\"", false)] {
+        let reply =
+            format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nETag: {etag}\r\nContent-Length: 2\r\n\r\nhi");
+        let s = RawServer::replying(reply.into_bytes());
+        let m = media_metadata::analyze::analyze(&Fetcher::new(local()), &s.url("/t")).unwrap();
+        assert_eq!(m.validators.etag.is_some(), kept, "{etag:?}");
+    }
+    let s = RawServer::replying(b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n".to_vec());
+    let e = media_metadata::analyze::analyze(&Fetcher::new(local()), &s.url("/t")).unwrap_err();
+    assert!(e.to_string().contains("304 Not Modified to a GET that was not conditional"), "{e}");
 }

@@ -196,6 +196,12 @@ function stand_ins.native(settings)
 			if id then self.submitted[#self.submitted].record = record; end
 			return id, err, kind;
 		end
+		-- A conditional GET: recorded under "if-changed " and the URL, as the real pool keys it.
+		function pool:submit_if_changed(url, etag, last_modified)
+			local id, err, kind = self:submit("if-changed " .. url);
+			if id then self.submitted[#self.submitted].since = { etag = etag; last_modified = last_modified }; end
+			return id, err, kind;
+		end
 		function pool.getfd() return 42; end
 		pool.cancelled = {};
 		function pool:cancel(id) table.insert(self.cancelled, id); return true; end

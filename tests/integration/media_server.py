@@ -7,6 +7,7 @@ huge one, and `bomb_png()` makes a decompression bomb.
 """
 
 import functools
+import hashlib
 import io
 import os
 import socket
@@ -178,6 +179,8 @@ class MediaServer:
         self._stopping = threading.Event()
         self._only_agent: str | None = None  # requests from other User-Agents get a 403
         self.log: list[tuple[str, str, dict]] = []  # (method, path, headers)
+        self._versioned: dict[str, str] = {}  # path -> the file it serves now, with an ETag
+        self.answers: dict[str, list[int]] = {}  # path -> statuses sent (versioned paths)
 
         server = self
 
@@ -197,6 +200,7 @@ class MediaServer:
                         "User-Agent", "").startswith(server._only_agent)
                     delay = server._delay.get(path, 0.0)
                     misbehave = server._misbehave.get(path)
+                    versioned = server._versioned.get(path)
                 if refuse:
                     self.send_error(403)
                     return
@@ -207,14 +211,25 @@ class MediaServer:
                     return
                 if delay and server._stopping.wait(delay):
                     return
-                f = server.files.get(path.rsplit("/", 1)[-1])
+                f = server.files.get(versioned or path.rsplit("/", 1)[-1])
                 if f is None:
                     self.send_error(404)
                     return
                 if misbehave is not None:
                     self._misbehave(path, f, *misbehave, with_body)
                     return
-                self.send_response(200)
+                etag = f'"{hashlib.sha256(f.data).hexdigest()[:16]}"' if versioned else None
+                status = 304 if etag and self.headers.get("If-None-Match") == etag else 200
+                if versioned:
+                    with server._lock:
+                        server.answers.setdefault(path, []).append(status)
+                self.send_response(status)
+                if etag:
+                    self.send_header("ETag", etag)
+                    self.send_header("Last-Modified", "Tue, 01 Dec 2026 10:00:00 GMT")
+                if status == 304:
+                    self.end_headers()
+                    return
                 self.send_header("Content-Type", f.content_type)
                 self.send_header("Content-Length", str(f.size))
                 self.end_headers()
@@ -306,6 +321,13 @@ class MediaServer:
         path = urlsplit(url_or_path).path if "://" in url_or_path else url_or_path
         with self._lock:
             return self._hits.get(path, 0)
+
+    def serve_versioned(self, url: str, name: str) -> None:
+        """This URL's path serves file `name` from now on, with an ETag (a hash of the file) and
+        a Last-Modified; a GET whose If-None-Match is the current ETag is answered 304, and
+        every status sent is kept in `answers`."""
+        with self._lock:
+            self._versioned[self.path_of(url)] = name
 
     def hang(self, url: str) -> None:
         """Requests for this URL's path are accepted and never answered."""

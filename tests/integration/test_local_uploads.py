@@ -18,7 +18,7 @@ import pytest
 
 from conftest import PASSWORD, library_path, serving
 from media_server import make_files
-from prosody_server import REPO, STRICT_DOMAIN, ProsodyServer, install_plugin
+from prosody_server import MUC_DOMAIN, REPO, STRICT_DOMAIN, ProsodyServer, install_plugin
 from xmpp import Client, oob_metadata, oob_xml
 
 pytestmark = pytest.mark.plugin
@@ -112,6 +112,26 @@ async def share(run_client: Client, room: str, url: str) -> ET.Element:
     return (await run_client.wait_groupchat(room, marker, timeout=15)).xml
 
 
+async def join_and_share(server: ProsodyServer, room: str, url: str) -> ET.Element:
+    alice = await Client(f"alice@localhost/{uuid.uuid4().hex[:6]}", PASSWORD).start(server.c2s_port)
+    try:
+        await alice.join(room, "alice")
+        return await share(alice, room, url)
+    finally:
+        await alice.stop()
+
+
+def restart(server: ProsodyServer) -> None:
+    """Stops and starts Prosody on the same config: the same HTTP port, so the same URLs."""
+    server.stop()
+    written = server.write_config
+    server.write_config = lambda: server.config
+    try:
+        server.start()
+    finally:
+        server.write_config = written
+
+
 def metadata_of(msg: ET.Element) -> dict[str, str]:
     [(_, children)] = oob_metadata(msg)
     return dict(children or [])
@@ -152,26 +172,14 @@ def test_an_own_upload_is_read_from_disk_not_fetched_and_after_a_restart_comes_f
     # A restart, the slot's file moved away: the metadata comes from the results store.
     stored = slot_file(server, UPLOAD, get_url, get_url.rsplit("/", 2)[0] + "/")
     assert stored.is_file(), stored
-    server.stop()
-    written = server.write_config
-    server.write_config = lambda: server.config  # the same config: the same HTTP port, the same URLs
     log_before = len(server.log_text())
     away = stored.with_suffix(".away")
     shutil.move(stored, away)
     try:
-        server.start()
-
-        async def share_again():
-            alice = await Client(f"alice@localhost/{uuid.uuid4().hex[:6]}", PASSWORD).start(server.c2s_port)
-            try:
-                await alice.join(room, "alice")
-                return await share(alice, room, get_url)
-            finally:
-                await alice.stop()
-        again = metadata_of(run(share_again()))
+        restart(server)
+        again = metadata_of(run(join_and_share(server, room, get_url)))
     finally:
         shutil.move(away, stored)
-        server.write_config = written
     assert again == m, "after the restart"
     after = server.log_text()[log_before:]
     assert "from the results store" in after
@@ -247,3 +255,38 @@ def test_shell_commands_analyse_one_url_and_show_the_counters(upload_prosody, ru
     r = server.shell(f"media_metadata:counters('{STRICT_DOMAIN}')")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "store stored: " in r.stdout and "store hit: " in r.stdout and "results store: in use" in r.stdout, r.stdout
+
+
+def test_a_remote_result_is_reused_after_a_restart_only_while_its_server_says_unchanged(
+        upload_prosody, media, run):
+    server = upload_prosody
+    files = make_files()
+    url = media.url("photo.jpg")
+    media.serve_versioned(url, "photo.jpg")  # with an ETag and a Last-Modified
+    path = media.path_of(url)
+    room = f"etag-{uuid.uuid4().hex[:8]}@{MUC_DOMAIN}"
+    first = metadata_of(run(join_and_share(server, room, url)))
+    assert (first.get("width"), first.get("height")) == ("1600", "1200"), first
+    assert media.answers[path] == [200]
+
+    # After a restart the result is in the store: the module asks with the ETag it kept, is
+    # told 304 Not Modified, and adds the stored result without reading the file again.
+    restart(server)
+    log_before = len(server.log_text())
+    again = metadata_of(run(join_and_share(server, room, url)))
+    assert again == first, "after the restart"
+    assert media.answers[path] == [200, 304], media.answers[path]
+    [(_, _, headers)] = [e for e in media.log if e[1] == path][-1:]
+    assert headers.get("If-None-Match", "").startswith('"') and headers.get("If-Modified-Since"), headers
+    assert "asking its server whether it changed" in server.log_text()[log_before:]
+
+    # The file at that URL changes (a new ETag): the stored result is not reused.
+    media.serve_versioned(url, "transparent.png")
+    changed = metadata_of(run(join_and_share(server, room, url)))
+    png = files["transparent.png"]
+    assert (changed.get("type"), changed.get("width"), changed.get("height")) == \
+        ("image/png", str(png.width), str(png.height)), changed
+    assert media.answers[path] == [200, 304, 200], media.answers[path]
+    # ... and the new result is what is stored now: the next share is a 304 for it.
+    assert metadata_of(run(join_and_share(server, room, url))) == changed
+    assert media.answers[path] == [200, 304, 200, 304], media.answers[path]
