@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::craft::{png_bomb, PNG_RGB};
+use common::craft::{png_bomb, PNG_RGBA};
 use common::*;
 use media_metadata::analyze::analyze;
 use media_metadata::background::{self, Budget, Cancel};
@@ -73,17 +73,18 @@ fn budgets_nest_and_restore() {
     assert!(background::check().is_ok());
 }
 
-/// A 7000 x 7000 RGB PNG (49 MP, within max_pixels) of zeros in a deflate bomb: 0.9 MB to
-/// fetch, 147 MB to inflate and shrink.
+/// A 7000 x 7000 16-bit RGBA PNG (49 MP, within max_pixels) of zeros in a deflate bomb: under
+/// 1 MB to fetch, 392 MB to inflate and shrink (seconds in a debug build, so a budget of a
+/// quarter of a second stops it far from its end even on a fast machine).
 fn slow_png() -> Vec<u8> {
-    png_bomb(7000, 7000, 8, PNG_RGB, false)
+    png_bomb(7000, 7000, 16, PNG_RGBA, false)
 }
 
 /// How long decoding `slow_png` takes without a budget here, estimated from a picture of a
 /// sixteenth of its pixels (decoding is linear in them), so the test proves that the budget
 /// stopped the work well before it would have ended, in any build, without paying for it.
 fn slow_png_decode_time() -> Duration {
-    let sixteenth = png_bomb(1750, 1750, 8, PNG_RGB, false);
+    let sixteenth = png_bomb(1750, 1750, 16, PNG_RGBA, false);
     let t = Instant::now();
     assert!(decode(&sixteenth, Format::Png, true, &Options::default()).unwrap().blurhash.is_some());
     t.elapsed() * 16
