@@ -1,17 +1,19 @@
 //! One URL in, metadata out: fetch, tell the type, decode, hash, make thumbnails.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::io::{BufReader, Cursor, Read};
 
 use base64::Engine;
 
-use crate::background::{self, Budget, Cancel};
+use crate::background::Cancel;
 use crate::decode;
 use crate::error::{Error, Result};
 use crate::fetch::{Body, Fetcher, Tail, Validators};
+use crate::incoming::Incoming;
 use crate::measure;
 use crate::media::{self, Probe};
 use crate::options::Options;
 use crate::sniff::{self, Family, Format};
+use crate::source::{self, Remote};
 
 /// Bytes of a file's end read for an MP4's `moov` or an Ogg's last page: at most this, and
 /// never more than `max_bytes`.
@@ -83,14 +85,7 @@ pub fn analyze(fetcher: &Fetcher, url: &str) -> Result<Metadata> {
 
 /// [`analyze`], also stopped (`Error::Cancelled`) at the next yield point once `cancel` is set.
 pub fn analyze_cancellable(fetcher: &Fetcher, url: &str, cancel: Option<Cancel>) -> Result<Metadata> {
-    let _budget = Budget::start(fetcher.options().timeout, cancel);
-    background::check()?;
-    catch_unwind(AssertUnwindSafe(|| {
-        let body = fetcher.get(url)?;
-        let limit = tail_limit(fetcher.options()) as usize;
-        describe_with_tail(&body, fetcher.options(), &|from| fetcher.tail(url, from, limit))
-    }))
-    .map_err(Error::from_panic)?
+    source::analyze(&Remote { url: url.to_owned(), since: Validators::default() }, fetcher, cancel)
 }
 
 /// Bytes a tail read may take: [`MAX_TAIL`], or `max_bytes` if less.
@@ -100,6 +95,50 @@ pub fn tail_limit(opts: &Options) -> u64 {
 
 /// How a describer gets the end of the file from an offset on, when the body was cut.
 pub type TailReader<'a> = &'a dyn Fn(u64) -> Result<Tail>;
+
+/// Describes a body as it is read: a PNG through the row decoder straight from `rest` (it is
+/// never held whole), anything else from memory once [`Body::read_on`] has read as much of it
+/// as its format needs.
+pub fn describe_incoming(body: Body, rest: Incoming, opts: &Options, tail: TailReader) -> Result<Metadata> {
+    let fits = body.content_length.is_none_or(|n| n <= opts.max_bytes);
+    if !body.complete && fits && sniff::sniff(&body.data) == Some(Format::Png) {
+        return png_streamed(body, rest, opts);
+    }
+    describe_with_tail(&body.read_on(rest, opts)?, opts, tail)
+}
+
+/// A PNG decoded as it arrives: the head, then the rest through the decoder and the hash,
+/// then whatever follows the image data through the hash alone.
+fn png_streamed(mut body: Body, mut rest: Incoming, opts: &Options) -> Result<Metadata> {
+    let decoding = {
+        let input = BufReader::with_capacity(STREAM_BUFFER, Cursor::new(&body.data[..]).chain(&mut rest));
+        decode::png_stream(&body.data, input, opts)
+    };
+    // A failed read (a reset, the fetch's time) is the analysis's error, as for a body read
+    // whole; the decoder only saw an I/O error.
+    if let Some(e) = rest.take_error() {
+        return Err(e);
+    }
+    let mut note = None;
+    let ended = match rest.drain() {
+        Ok(ended) => ended,
+        Err(e @ Error::Cancelled) => return Err(e),
+        Err(e) => {
+            note = Some(format!("reading the rest of the body: {e}: no sha256"));
+            false
+        }
+    };
+    let past_limit = rest.past_limit();
+    (body.length, body.sha256) = rest.finish(ended);
+    let mut meta = known(&body, Some(Format::Png));
+    meta.note = note;
+    // Past max_bytes (a body without a Content-Length) it is what the head says, as for a
+    // body read whole.
+    with_pixels(meta, &body.data, Format::Png, (!past_limit).then_some(decoding), opts)
+}
+
+/// Bytes buffered between the stream and a streaming decoder.
+const STREAM_BUFFER: usize = 32 * 1024;
 
 /// Describes a body: its size, its type (sniffed, else the server's word), and what its
 /// format's prober finds: for the images we decode their upright dimensions and BlurHash;
@@ -112,17 +151,7 @@ pub fn describe(body: &Body, opts: &Options) -> Result<Metadata> {
 /// [`describe`], reading the end of the file with `tail` when a container needs it.
 pub fn describe_with_tail(body: &Body, opts: &Options, tail: TailReader) -> Result<Metadata> {
     let sniffed = sniff::sniff(&body.data);
-    let mut meta = Metadata {
-        bytes: body.content_length.or(body.length).or(body.complete.then_some(body.data.len() as u64)),
-        mime: sniffed
-            .map(|f| f.mime().to_owned())
-            .or_else(|| body.content_type.as_deref().and_then(sniff::content_type_essence)),
-        name: body.name.clone(),
-        date: body.date.clone(),
-        validators: body.validators.clone(),
-        sha256: body.sha256.map(|h| base64::engine::general_purpose::STANDARD.encode(h)),
-        ..Metadata::default()
-    };
+    let mut meta = known(body, sniffed);
     if opts.formats.files() && meta.sha256.is_none() && sniffed.is_none_or(|f| !f.is_decoded()) {
         meta.note = Some(format!("body is larger than max_bytes ({}): no sha256", opts.max_bytes));
     }
@@ -132,6 +161,22 @@ pub fn describe_with_tail(body: &Body, opts: &Options, tail: TailReader) -> Resu
         Family::Measured => Ok(probed(meta, measure::measure(&body.data, format))),
         Family::Media => media_of(meta, body, format, tail_limit(opts), tail),
         Family::Other => Ok(meta),
+    }
+}
+
+/// What is known of a body before its format's reader runs: its size, type (sniffed, else the
+/// server's word), name, date, validators and hash.
+fn known(body: &Body, sniffed: Option<Format>) -> Metadata {
+    Metadata {
+        bytes: body.content_length.or(body.length).or(body.complete.then_some(body.data.len() as u64)),
+        mime: sniffed
+            .map(|f| f.mime().to_owned())
+            .or_else(|| body.content_type.as_deref().and_then(sniff::content_type_essence)),
+        name: body.name.clone(),
+        date: body.date.clone(),
+        validators: body.validators.clone(),
+        sha256: body.sha256.map(|h| base64::engine::general_purpose::STANDARD.encode(h)),
+        ..Metadata::default()
     }
 }
 
@@ -171,17 +216,30 @@ fn media_of(meta: Metadata, body: &Body, format: Format, limit: u64, tail: TailR
 }
 
 /// A picture we decode: its header, and its pixels when it was all read.
-fn decoded(mut meta: Metadata, body: &Body, image: Format, opts: &Options) -> Result<Metadata> {
-    meta.animated = measure::animated(&body.data, image);
-    let decoded = if body.complete {
-        match decode::decode(&body.data, image, true, opts) {
+fn decoded(meta: Metadata, body: &Body, image: Format, opts: &Options) -> Result<Metadata> {
+    let decoding = body.complete.then(|| decode::decode(&body.data, image, true, opts));
+    with_pixels(meta, &body.data, image, decoding, opts)
+}
+
+/// What decoding a picture gave (`None`: it was larger than max_bytes, and only what `data`,
+/// its first bytes or all of it, says is known).
+fn with_pixels(
+    mut meta: Metadata,
+    data: &[u8],
+    image: Format,
+    decoding: Option<Result<decode::Decoded>>,
+    opts: &Options,
+) -> Result<Metadata> {
+    meta.animated = measure::animated(data, image);
+    let decoded = if let Some(decoding) = decoding {
+        match decoding {
             Ok(decoded) => decoded,
             Err(Error::Cancelled) => return Err(Error::Cancelled), // nobody waits for it
-            Err(e) => return Ok(undecoded(meta, &body.data, image, e, opts)),
+            Err(e) => return Ok(undecoded(meta, data, image, e, opts)),
         }
     } else {
         // Past max_bytes: the header may still be within what was read.
-        let mut header_only = decode::decode(&body.data, image, false, opts).ok();
+        let mut header_only = decode::decode(data, image, false, opts).ok();
         let also = if opts.formats.files() { ", no sha256" } else { "" };
         let note = format!("body is larger than max_bytes ({}): no blurhash{also}", opts.max_bytes);
         match header_only.as_mut() {
@@ -203,7 +261,9 @@ fn decoded(mut meta: Metadata, body: &Body, image: Format, opts: &Options) -> Re
         meta.thumbnail_width = Some(t.png_width);
         meta.thumbnail_height = Some(t.png_height);
     }
-    meta.note = decoded.note;
+    if let Some(note) = decoded.note {
+        meta.note = Some(note_after(meta.note.take(), &note));
+    }
     Ok(meta)
 }
 

@@ -12,7 +12,7 @@
 //! and checked against [`decoder_memory`] (`over_memory`); what no chat client sends
 //! ([`jpeg_markers`]) is measured, not decoded. Either way the header is reported, with a note.
 
-use std::io::Cursor;
+use std::io::{BufRead, Cursor, Seek};
 
 use image::{metadata::Orientation, DynamicImage, ImageDecoder, ImageFormat};
 
@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::jpeg_dc;
 use crate::jpeg_markers;
 use crate::options::Options;
-use crate::png_rows::{self, Failure};
+use crate::png_rows::{self, Failure, Forward};
 use crate::sniff::Format;
 use crate::thumbnail::{self, Thumbnails};
 use crate::vp8l::Verdict;
@@ -75,10 +75,7 @@ impl Decoded {
 /// Under a time budget (`background::Budget`) a decode past it fails with the budget's error
 /// (`OverBudget`, `Cancelled`), not as undecodable, whichever way the decoder passed it up.
 pub fn decode(bytes: &[u8], format: Format, hash: bool, opts: &Options) -> Result<Decoded> {
-    let fail = |e: Box<dyn std::error::Error>| match background::check() {
-        Err(stopped) => stopped,
-        Ok(()) => Error::Decode { format: format.mime(), why: e.to_string() },
-    };
+    let fail = |e| decode_error(format, e);
     match format {
         Format::Jpeg => jpeg(bytes, hash, opts).map_err(fail),
         Format::Png => png(bytes, hash, opts).map_err(fail),
@@ -89,6 +86,15 @@ pub fn decode(bytes: &[u8], format: Format, hash: bool, opts: &Options) -> Resul
 }
 
 type DecodeResult = std::result::Result<Decoded, Box<dyn std::error::Error>>;
+
+/// A decoder's error, or the budget's when that is what stopped it (whichever way the
+/// decoder passed it up).
+fn decode_error(format: Format, e: Box<dyn std::error::Error>) -> Error {
+    match background::check() {
+        Err(stopped) => stopped,
+        Ok(()) => Error::Decode { format: format.mime(), why: e.to_string() },
+    }
+}
 
 /// Stops before decoding pixels when they are not wanted or over the limit.
 fn over_limit(header: Header, hash: bool, opts: &Options) -> Option<Decoded> {
@@ -235,9 +241,21 @@ fn with_image(bytes: &[u8], format: ImageFormat, want_hash: bool, opts: &Options
     }
 }
 
+/// Decodes a PNG as it is read from `input` (the file from its first byte), of which `head`
+/// is the start (at least its header chunks, as [`crate::incoming::HEAD_LEN`] holds).
+pub fn png_stream(head: &[u8], input: impl BufRead, opts: &Options) -> Result<Decoded> {
+    png_from(head, Yielding::new(Forward(input)), true, opts).map_err(|e| decode_error(Format::Png, e))
+}
+
 fn png(bytes: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
-    let (width, height) = png_rows::size(bytes).filter(|&(w, h)| w > 0 && h > 0).ok_or("no valid IHDR chunk")?;
-    let orientation = png_rows::exif(bytes).and_then(Orientation::from_exif_chunk).map_or(1, Orientation::to_exif);
+    png_from(bytes, Yielding::new(Cursor::new(bytes)), want_hash, opts)
+}
+
+/// A PNG whose first bytes are `head` (the header is read from there: a header-only call
+/// never touches `input`), its pixels read from `input`.
+fn png_from<R: BufRead + Seek>(head: &[u8], input: R, want_hash: bool, opts: &Options) -> DecodeResult {
+    let (width, height) = png_rows::size(head).filter(|&(w, h)| w > 0 && h > 0).ok_or("no valid IHDR chunk")?;
+    let orientation = png_rows::exif(head).and_then(Orientation::from_exif_chunk).map_or(1, Orientation::to_exif);
     let header = Header { width, height, orientation };
     if let Some(done) = over_limit(header, want_hash, opts) {
         return Ok(done);
@@ -247,7 +265,7 @@ fn png(bytes: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
         return refused(format!("PNG {width} pixels wide (over {}): no blurhash", png_rows::MAX_WIDTH));
     }
     let limit = |_| format!("PNG chunks over the decoder's {} MiB for them: no blurhash", png_rows::CHUNK_LIMIT >> 20);
-    match png_rows::open(bytes).and_then(|reader| png_rows::shrink(reader, orientation)) {
+    match png_rows::open(input).and_then(|reader| png_rows::shrink(reader, orientation)) {
         Ok(shrunk) => hash(header, shrunk, opts),
         Err(Failure::Limit) => refused(limit(())),
         Err(Failure::Error(e)) => Err(e),

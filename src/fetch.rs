@@ -9,11 +9,11 @@
 use std::io::{self, Read};
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::background;
 use crate::error::{Error, Result};
+use crate::incoming::{Incoming, HEAD_LEN};
 use crate::name;
 use crate::options::Options;
 use crate::policy;
@@ -25,14 +25,10 @@ use crate::sniff::{self, Family};
 
 pub use crate::resolve::{system_lookup, Lookup};
 
-/// Bytes read before deciding whether the rest is worth reading: enough for every signature
-/// and for the headers (and EXIF) of the images we decode.
-const HEAD_LEN: usize = 64 * 1024;
-
 /// Response header bytes accepted (names, values and separators, all lines together).
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-/// What a GET brought back.
+/// What a GET (or an upload's file) brought back, as far as it has been read.
 #[derive(Debug, Default)]
 pub struct Body {
     /// The first bytes of the body, or all of it when `complete`.
@@ -40,7 +36,8 @@ pub struct Body {
     pub complete: bool,
     pub content_length: Option<u64>,
     pub content_type: Option<String>,
-    /// The body's length when it was read to its end (kept in `data` or only hashed).
+    /// The body's length when it was read to its end (kept in `data` or only hashed; not yet
+    /// known while the rest is still to be read).
     pub length: Option<u64>,
     /// SHA-256 of the whole body, when hashes were wanted and it was read to its end within
     /// `max_bytes`.
@@ -54,6 +51,26 @@ pub struct Body {
     /// The server answered a conditional GET with 304 Not Modified: there is no body, and
     /// the result kept from when the validators were given still holds.
     pub not_modified: bool,
+}
+
+impl Body {
+    /// Reads the rest of the body as far as describing it from memory needs: all of a
+    /// picture or container within `max_bytes` (their headers, and an MP4's moov, may be
+    /// anywhere), and, when hashes are wanted, the rest of anything else through the SHA-256
+    /// without keeping it; past `max_bytes` (as the server says it is), only the head.
+    pub fn read_on(mut self, mut rest: Incoming, opts: &Options) -> Result<Body> {
+        let probed = sniff::sniff(&self.data).is_some_and(|f| f.family() != Family::Other);
+        let fits = self.content_length.is_none_or(|n| n <= opts.max_bytes);
+        let mut ended = self.complete;
+        if !self.complete && fits && probed {
+            self.complete = rest.read_rest(&mut self.data)?;
+            ended = self.complete;
+        } else if !self.complete && fits && opts.formats.files() {
+            ended = rest.drain()?;
+        }
+        (self.length, self.sha256) = rest.finish(ended);
+        Ok(self)
+    }
 }
 
 /// What a tail read brought back: bytes from `start` on, of a file of `total` bytes if the
@@ -126,27 +143,30 @@ impl Fetcher {
         &self.opts
     }
 
-    /// GETs `raw`, following at most `max_redirects` checked redirects.
+    /// GETs `raw`, following at most `max_redirects` checked redirects, and reads the body as
+    /// far as describing it needs ([`Body::read_on`]).
     pub fn get(&self, raw: &str) -> Result<Body> {
-        self.get_if_changed(raw, &Validators::default())
+        let (body, rest) = self.get_if_changed(raw, &Validators::default())?;
+        body.read_on(rest, &self.opts)
     }
 
-    /// [`Fetcher::get`], sending `since`'s ETag as If-None-Match and its Last-Modified as
-    /// If-Modified-Since: a 304 comes back as a `Body` with `not_modified` set, nothing read.
-    pub fn get_if_changed(&self, raw: &str, since: &Validators) -> Result<Body> {
+    /// Sends the GET, with `since`'s ETag as If-None-Match and its Last-Modified as
+    /// If-Modified-Since when given, and reads the body's head; the rest is left to read. A
+    /// 304 comes back as a `Body` with `not_modified` set, nothing read.
+    pub fn get_if_changed(&self, raw: &str, since: &Validators) -> Result<(Body, Incoming)> {
         let (head, reader, url, shared) = self.open(raw, Ask::IfChanged(since))?;
         if head.status == 304 {
             if since.is_empty() {
                 let why = "a 304 Not Modified to a GET that was not conditional".to_owned();
                 return Err(Error::BadResponse { url: url.to_string(), why });
             }
-            return Ok(Body { not_modified: true, ..Body::default() });
+            return Ok((Body { not_modified: true, ..Body::default() }, Incoming::empty()));
         }
-        let mut body = self.read_body(&head, reader, &url)?;
+        let (mut body, rest) = self.start_body(&head, reader, &url)?;
         body.name = head.filename().or_else(|| name::from_url(&shared));
         body.date = head.last_modified();
         body.validators = head.validators();
-        Ok(body)
+        Ok((body, rest))
     }
 
     /// The end of `raw` from byte `from` on, at most `limit` bytes, on a new request through
@@ -246,7 +266,9 @@ impl Fetcher {
         }
     }
 
-    fn read_body(&self, head: &Head, reader: BodyReader, url: &Url) -> Result<Body> {
+    /// Checks the response's framing and reads the body's head: the rest is left in the
+    /// returned [`Incoming`], hashed as it is read.
+    fn start_body(&self, head: &Head, reader: BodyReader, url: &Url) -> Result<(Body, Incoming)> {
         // ureq 2 takes up to 100 header lines of 100 kB each; we want far less.
         let header_bytes = head.size();
         if header_bytes > MAX_HEADER_BYTES {
@@ -279,47 +301,19 @@ impl Fetcher {
             None
         };
         let content_type = head.first("Content-Type").map(str::to_owned);
-        let max = usize::try_from(self.opts.max_bytes).unwrap_or(usize::MAX);
-        let expected = content_length.map_or(HEAD_LEN, |n| usize::try_from(n).unwrap_or(max).min(max));
-        let mut body =
-            Body { data: Vec::with_capacity(expected.min(max) + 1), content_length, content_type, ..Body::default() };
-        let hashes = self.opts.formats.files();
-        let mut reader = Hashing { inner: reader, hasher: hashes.then(Sha256::new), read: 0 };
         // The analysis's budget and the fetch's deadline are the same `timeout` from nearly the
         // same start: whichever notices first, a body still arriving then timed out reading it.
-        let read_err = |e: io::Error| match (background::from_io(&e), e.kind()) {
+        let (url_text, limit) = (url.to_string(), self.opts.timeout);
+        let name_error = Box::new(move |e: io::Error| match (background::from_io(&e), e.kind()) {
             (Some(Error::OverBudget { .. }), _) | (None, io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
-                Error::Timeout { phase: "reading the body", limit: self.opts.timeout }
+                Error::Timeout { phase: "reading the body", limit }
             }
             (Some(stopped), _) => stopped,
-            (None, _) => Error::Fetch { url: url.to_string(), why: format!("reading the body: {e}") },
-        };
-        // The head first: enough to tell the type and read an image header. One byte past each
-        // limit tells a body that ends exactly there from a longer one.
-        body.complete =
-            read_up_to(&mut reader, &mut body.data, HEAD_LEN.min(max).saturating_add(1)).map_err(read_err)?;
-        // Pictures and containers are read on (within max_bytes): their headers, and an
-        // MP4's moov, may be anywhere; for everything else the type is all there is.
-        let probed = sniff::sniff(&body.data).is_some_and(|f| f.family() != Family::Other);
-        let fits = content_length.is_none_or(|n| n <= self.opts.max_bytes);
-        let mut ended = body.complete;
-        if !body.complete && probed && fits {
-            body.complete = read_up_to(&mut reader, &mut body.data, max.saturating_add(1)).map_err(read_err)?;
-            ended = body.complete;
-        } else if !body.complete && hashes && fits {
-            // Only for the hash: on to the end, nothing kept, one byte past max_bytes at most.
-            let want = (self.opts.max_bytes.saturating_add(1)).saturating_sub(reader.read);
-            ended = io::copy(&mut (&mut reader).take(want), &mut io::sink()).map_err(read_err)? < want;
-        }
-        if body.data.len() > max {
-            body.data.truncate(max);
-            body.complete = false;
-        }
-        if ended && reader.read <= self.opts.max_bytes {
-            body.length = Some(reader.read);
-            body.sha256 = reader.hasher.map(|h| h.finalize().into());
-        }
-        Ok(body)
+            (None, _) => Error::Fetch { url: url_text.clone(), why: format!("reading the body: {e}") },
+        });
+        let mut rest = Incoming::new(reader, self.opts.formats.files(), self.opts.max_bytes, name_error);
+        let (data, complete) = rest.head()?;
+        Ok((Body { data, complete, content_length, content_type, ..Body::default() }, rest))
     }
 
     fn head_error(&self, e: HeadError, url: &Url) -> Error {
@@ -383,24 +377,6 @@ impl<R: Read> Read for Checked<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         background::check().map_err(io::Error::other)?;
         self.0.read(buf)
-    }
-}
-
-/// A body reader that feeds what it reads to a SHA-256 (when there is one) and counts it.
-struct Hashing<R> {
-    inner: R,
-    hasher: Option<Sha256>,
-    read: u64,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(h) = self.hasher.as_mut() {
-            h.update(&buf[..n]);
-        }
-        self.read += n as u64;
-        Ok(n)
     }
 }
 

@@ -37,6 +37,7 @@ pub mod decode;
 pub mod error;
 pub mod fetch;
 pub mod heif;
+pub mod incoming;
 pub mod isobmff;
 pub mod jpeg_dc;
 pub mod jpeg_markers;

@@ -8,11 +8,10 @@
 //! pixel. What the decoder holds is then a few rows (at most 65,535 pixels wide: wider is
 //! refused before decoding) and the chunks it keeps (eXIf, PLTE, tRNS), under [`CHUNK_LIMIT`].
 
-use std::io::Cursor;
+use std::io::{self, BufRead, Read, Seek, SeekFrom};
 
 use png::{BitDepth, ColorType, Transformations};
 
-use crate::background::Yielding;
 use crate::blurhash::{Layout, Shrinker, Shrunk};
 
 /// The widest PNG decoded, in pixels: as wide as JPEG and GIF can be at all (WebP stops at
@@ -28,7 +27,30 @@ pub const CHUNK_LIMIT: usize = 8 * 1024 * 1024;
 const ADAM7: [(u32, u32, u32, u32); 7] =
     [(0, 8, 0, 8), (4, 8, 0, 8), (0, 4, 4, 8), (2, 4, 0, 4), (0, 2, 2, 4), (1, 2, 0, 2), (0, 1, 1, 2)];
 
-type Reader<'a> = png::Reader<Yielding<Cursor<&'a [u8]>>>;
+/// A stream for the png crate, which asks for `Seek` (0.18's bound) and never seeks.
+pub struct Forward<R>(pub R);
+
+impl<R: Read> Read for Forward<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R: BufRead> BufRead for Forward<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.0.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.0.consume(n)
+    }
+}
+
+impl<R> Seek for Forward<R> {
+    fn seek(&mut self, _: SeekFrom) -> io::Result<u64> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "a PNG is read as a stream"))
+    }
+}
 
 /// Why a PNG did not decode.
 #[derive(Debug)]
@@ -83,10 +105,10 @@ pub fn exif(bytes: &[u8]) -> Option<&[u8]> {
     None
 }
 
-/// Reads the chunks before the image data; the picture is not decoded yet.
-pub fn open(bytes: &[u8]) -> Result<Reader<'_>, Failure> {
-    let mut decoder =
-        png::Decoder::new_with_limits(Yielding::new(Cursor::new(bytes)), png::Limits { bytes: CHUNK_LIMIT });
+/// Reads the chunks before the image data from `input`, the file from its first byte; the
+/// picture is not decoded yet.
+pub fn open<R: BufRead + Seek>(input: R) -> Result<png::Reader<R>, Failure> {
+    let mut decoder = png::Decoder::new_with_limits(input, png::Limits { bytes: CHUNK_LIMIT });
     decoder.set_ignore_iccp_chunk(true);
     decoder.set_ignore_text_chunk(true);
     // Palettes and low bit depths to 8 bits, tRNS to alpha, 16 bits to their high byte.
@@ -95,7 +117,7 @@ pub fn open(bytes: &[u8]) -> Result<Reader<'_>, Failure> {
 }
 
 /// Decodes the picture row by row into a shrink for EXIF `orientation`.
-pub fn shrink(mut reader: Reader<'_>, orientation: u8) -> Result<Shrunk, Failure> {
+pub fn shrink<R: BufRead + Seek>(mut reader: png::Reader<R>, orientation: u8) -> Result<Shrunk, Failure> {
     let (width, height) = reader.info().size();
     let layout = match reader.output_color_type() {
         (ColorType::Grayscale, BitDepth::Eight) => Layout::Luma,

@@ -24,6 +24,8 @@ use media_metadata::fetch::Fetcher;
 use media_metadata::options::Options;
 use media_metadata::sniff::sniff;
 use media_metadata::sniff::Format;
+use media_metadata::source::{self, LocalFile};
+use sha2::{Digest, Sha256};
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -132,14 +134,39 @@ fn a_5k_png() {
     let bytes = png_stored(w, h, 8, PNG_RGB, &raw);
     drop(raw);
     let size = bytes.len();
+    let sha256 = b64(&Sha256::digest(&bytes));
     // Stored, the file is over the default max_bytes (32 MiB): allow it so that it is decoded.
     let opts = Options { max_bytes: 64 * 1024 * 1024, ..Options::default() };
+    let dir = tempfile_dir("png5k");
+    let path = dir.join("slot.bin");
+    std::fs::write(&path, &bytes).unwrap();
     let (m, peak) = analysis_peak(bytes, "image/png", opts.clone());
-    assert_eq!((m.width, m.height), (Some(w), Some(h)));
+    assert_eq!((m.width, m.height, m.bytes), (Some(w), Some(h), Some(size as u64)));
     assert!(m.blurhash.is_some());
+    assert_eq!(m.sha256.as_deref(), Some(sha256.as_str()), "every byte went through the hash");
     eprintln!("5K PNG: {size} bytes");
-    // The body (44 MB) and one RGB buffer (44 MB).
-    check("5K PNG (5120x2880), whole analysis", peak, &opts, 2 * 44_236_800 + 4 * MB);
+    // The body (44 MB) is never held: it goes through the row decoder as it arrives, so the
+    // analysis holds its head, the decoder's rows and the shrink.
+    check("5K PNG (5120x2880), whole analysis", peak, &opts, 2 * MB);
+    // The same from a local upload's file.
+    let file = LocalFile { path, name: None, date: None, content_type: None };
+    let fetcher = Fetcher::new(opts.clone());
+    let (m, peak) = peak_of(|| source::analyze(&file, &fetcher, None));
+    let m = m.unwrap();
+    assert_eq!((m.width, m.sha256.as_deref()), (Some(w), Some(sha256.as_str())));
+    check("5K PNG (5120x2880), from a file", peak, &opts, 2 * MB);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn tempfile_dir(what: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("media-metadata-{what}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// The configured pixel limit for the bombs.
