@@ -1,4 +1,4 @@
-"""The benchmark's pictures: free photographs from a Debian package, turned into the five test
+"""The benchmark's pictures: free photographs from a Debian package, turned into the six test
 files once and cached in target/bench-media/ (nothing large is committed).
 
 Source package: mate-backgrounds (Debian bookworm, GPL-2+, see its copyright file).
@@ -21,7 +21,7 @@ PACKAGE = "mate-backgrounds"
 BIG = "usr/share/backgrounds/mate/abstract/Elephants_5640x3172.jpg"
 SMALL = "usr/share/backgrounds/mate/nature/Dune.jpg"
 # Bump when a recipe below changes, so cached files are made again.
-RECIPE = 2
+RECIPE = 3
 
 
 def _crop_to(im, ratio_w, ratio_h):
@@ -36,6 +36,22 @@ def _crop_to(im, ratio_w, ratio_h):
     return im.crop((0, y0, w, y0 + ch))
 
 
+def _screenshot(photo, w=6016, h=3384):
+    """A 6K screen (6016x3384, a Pro Display XDR's) of a photo viewer: a title bar, a sidebar
+    of text-like stripes, the photo in the window; about 30 MiB as a PNG."""
+    from PIL import ImageDraw
+    canvas = Image.new("RGB", (w, h), (236, 236, 236))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((0, 0, w, 56), fill=(48, 48, 52))
+    draw.rectangle((0, 56, 520, h), fill=(250, 250, 250))
+    for y in range(90, h - 40, 44):
+        for x0 in range(40, 460, 70):
+            draw.rectangle((x0, y, x0 + 50, y + 10), fill=(90, 90, 96))
+    shown = photo.resize((w - 600, (w - 600) * photo.height // photo.width), Image.LANCZOS)
+    canvas.paste(shown.crop((0, 0, shown.width, min(shown.height, h - 140))), (560, 100))
+    return canvas
+
+
 def _sha256(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -45,7 +61,7 @@ def _sha256(path):
 
 
 def ensure(media_dir, log=print):
-    """Makes (once) and describes the five test files; returns the list of their entries."""
+    """Makes (once) and describes the six test files; returns the list of their entries."""
     os.makedirs(media_dir, exist_ok=True)
     manifest_path = os.path.join(media_dir, "SOURCES.json")
     if os.path.exists(manifest_path):
@@ -92,6 +108,9 @@ def ensure(media_dir, log=print):
         ("4k.webp", "4K WebP", big.resize((3840, 2160), Image.LANCZOS),
          dict(format="WEBP", quality=80), "Lanczos downscale to 3840x2160, lossy WebP q80 "
          "(Pillow default)", src_big),
+        ("screenshot.png", "30 MiB PNG screenshot", _screenshot(big),
+         dict(format="PNG"), "a 6016x3384 screen of a photo viewer (title bar, sidebar of text-like "
+         "stripes, the photo Lanczos-downscaled into the window), RGB PNG, zlib level 6", src_big),
         ("small.jpg", "small JPEG", _crop_to(small, 4, 3).resize((640, 480), Image.LANCZOS),
          dict(format="JPEG", quality=90), "centre crop to 4:3, Lanczos downscale to 640x480, "
          "baseline JPEG q90", src_small),

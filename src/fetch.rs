@@ -63,6 +63,9 @@ impl Body {
         let fits = self.content_length.is_none_or(|n| n <= opts.max_bytes);
         let mut ended = self.complete;
         if !self.complete && fits && probed {
+            // The size the server gave, at once: growing by doubling would hold up to twice it.
+            let declared = self.content_length.map_or(0, |n| usize::try_from(n.min(opts.max_bytes)).unwrap_or(0));
+            self.data.reserve_exact(declared.saturating_sub(self.data.len()) + 1);
             self.complete = rest.read_rest(&mut self.data)?;
             ended = self.complete;
         } else if !self.complete && fits && opts.formats.files() {
