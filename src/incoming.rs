@@ -87,7 +87,7 @@ impl Incoming {
         }
     }
 
-    /// The length and SHA-256 of the body, once it was read to its `end` within `max_bytes`.
+    /// The length and SHA-256 of the body if it `ended` within `max_bytes` (else neither).
     pub fn finish(self, ended: bool) -> (Option<u64>, Option<[u8; 32]>) {
         if !ended || self.past_limit() {
             return (None, None);
