@@ -7,8 +7,8 @@
 //! - still lossless (VP8L): an RGBA buffer when the image has no alpha, and the bitstream's
 //!   own sub-images and prefix codes ([`vp8l::cost`], which also refuses impossible streams);
 //! - still lossy (VP8): the frame's Y, U and V planes at the size its own header declares, up
-//!   to three copies of the chunk's data (partitions), and for alpha the ALPH plane (and its
-//!   RGBA decode when it is compressed losslessly);
+//!   to three copies of the chunk's data (partitions) and the partition sizes it declares, and
+//!   for alpha the ALPH plane (and its RGBA decode when it is compressed losslessly);
 //! - animated: the first frame decoded as above (RGBA or RGB), and the RGBA canvas beside it
 //!   (issue 18: a 7071x7071 animation held output, frame and canvas at once, 572 MiB).
 
@@ -49,12 +49,21 @@ fn le24(d: &[u8], at: usize) -> Option<u32> {
 
 /// The memory image-webp takes for a VP8 (lossy) chunk: its planes at the size its own frame
 /// header declares (checked against the container only after decoding), its macroblock
-/// records, and the partitions copied out of the chunk.
+/// records, the partitions copied out of the chunk, and a buffer of the size a partition
+/// declares, taken before it is read: the first partition's (up to 512 KiB) and the largest
+/// in the table of the others' sizes that follows it (up to 16 MiB; the sniff_decode fuzz
+/// target found 13 MB declared in a 242-byte file).
 fn vp8_cost(payload: &[u8]) -> u64 {
     let size = |at: usize| Some(u16::from_le_bytes([*payload.get(at)?, *payload.get(at + 1)?]) as u64 & 0x3fff);
     let (Some(w), Some(h)) = (size(6), size(8)) else { return 0 };
     let macroblocks = w.div_ceil(16) * h.div_ceil(16);
-    macroblocks * (256 + 2 * 64) + 2 * 32 * macroblocks + 3 * payload.len() as u64
+    let le24 = |s: &[u8]| u64::from(u32::from_le_bytes([s[0], s[1], s[2], 0]));
+    // The frame tag's top 19 bits; the header (tag, start code, sizes) is 10 bytes. How many
+    // partitions there are is in the compressed header: take the 7 entries a table may have.
+    let first = payload.get(..3).map_or(0, le24) >> 5;
+    let table = payload.get(10usize.saturating_add(first as usize)..).unwrap_or_default();
+    let declared = table.chunks_exact(3).take(7).map(le24).max().unwrap_or(0);
+    macroblocks * (256 + 2 * 64) + 2 * 32 * macroblocks + 3 * payload.len() as u64 + first + declared
 }
 
 /// The memory image-webp takes for an ALPH chunk of a `w` x `h` picture (as it decodes it).

@@ -344,6 +344,13 @@ fn the_webp_rule_bounds_what_image_webp_takes() {
         ("VP8L photo 600x400 (image-webp's encoder)", encode_as(&photo(600, 400), image::ImageFormat::WebP)),
         ("VP8L 64 groups of 10-bit codes, 32x32", webp_file(&[(b"VP8L", vp8l_huffman_groups(32, 32, 63, 64))])),
         ("VP8 16x12 declaring 2000x2000", lossy_2000),
+        // The sniff_decode fuzz target's finding (2026-12-03): a VP8 frame declaring 2377x4146
+        // (planes of 14.9 MB) and a second partition of 13.2 MB, in 242 bytes.
+        (
+            "VP8 declaring a 13 MB partition",
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/sniff_decode/webp-partition-13mb.webp"))
+                .unwrap(),
+        ),
         (
             "animated, two VP8L frames on 1500x1000",
             webp_animated(
