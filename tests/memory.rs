@@ -348,8 +348,7 @@ fn the_webp_rule_bounds_what_image_webp_takes() {
         // (planes of 14.9 MB) and a second partition of 13.2 MB, in 242 bytes.
         (
             "VP8 declaring a 13 MB partition",
-            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/sniff_decode/webp-partition-13mb.webp"))
-                .unwrap(),
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/webp-partition-13mb.webp")).unwrap(),
         ),
         (
             "animated, two VP8L frames on 1500x1000",
