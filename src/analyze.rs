@@ -100,8 +100,7 @@ pub type TailReader<'a> = &'a dyn Fn(u64) -> Result<Tail>;
 /// never held whole), anything else from memory once [`Body::read_on`] has read as much of it
 /// as its format needs.
 pub fn describe_incoming(body: Body, rest: Incoming, opts: &Options, tail: TailReader) -> Result<Metadata> {
-    let fits = body.content_length.is_none_or(|n| n <= opts.max_bytes);
-    if !body.complete && fits && sniff::sniff(&body.data) == Some(Format::Png) {
+    if !body.complete && body.fits(opts) && sniff::sniff(&body.data) == Some(Format::Png) {
         return png_streamed(body, rest, opts);
     }
     describe_with_tail(&body.read_on(rest, opts)?, opts, tail)
@@ -231,24 +230,23 @@ fn with_pixels(
     opts: &Options,
 ) -> Result<Metadata> {
     meta.animated = measure::animated(data, image);
-    let decoded = if let Some(decoding) = decoding {
-        match decoding {
-            Ok(decoded) => decoded,
-            Err(Error::Cancelled) => return Err(Error::Cancelled), // nobody waits for it
-            Err(e) => return Ok(undecoded(meta, data, image, e, opts)),
-        }
-    } else {
-        // Past max_bytes: the header may still be within what was read.
-        let mut header_only = decode::decode(data, image, false, opts).ok();
-        let also = if opts.formats.files() { ", no sha256" } else { "" };
-        let note = format!("body is larger than max_bytes ({}): no blurhash{also}", opts.max_bytes);
-        match header_only.as_mut() {
-            Some(d) => d.note = Some(note),
-            None => meta.note = Some(note),
-        }
-        match header_only {
-            Some(d) => d,
-            None => return Ok(meta),
+    let decoded = match decoding {
+        Some(Ok(decoded)) => decoded,
+        Some(Err(Error::Cancelled)) => return Err(Error::Cancelled), // nobody waits for it
+        Some(Err(e)) => return Ok(undecoded(meta, data, image, e, opts)),
+        None => {
+            // Past max_bytes: the header may still be within what was read.
+            let mut header_only = decode::decode(data, image, false, opts).ok();
+            let also = if opts.formats.files() { ", no sha256" } else { "" };
+            let note = format!("body is larger than max_bytes ({}): no blurhash{also}", opts.max_bytes);
+            match header_only.as_mut() {
+                Some(d) => d.note = Some(note),
+                None => meta.note = Some(note),
+            }
+            match header_only {
+                Some(d) => d,
+                None => return Ok(meta),
+            }
         }
     };
     let (w, h) = decoded.header.upright();

@@ -19,11 +19,10 @@ use crate::options::Options;
 use crate::policy;
 use crate::resolve::{PolicyResolver, Within};
 use crate::response::{self, BodyReader, Head, HeadError};
-
-pub use crate::response::Validators;
 use crate::sniff::{self, Family};
 
 pub use crate::resolve::{system_lookup, Lookup};
+pub use crate::response::Validators;
 
 /// Response header bytes accepted (names, values and separators, all lines together).
 const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -54,13 +53,19 @@ pub struct Body {
 }
 
 impl Body {
+    /// Whether the body is within `max_bytes` as far as the server says (a body without a
+    /// Content-Length is, until it is read past it).
+    pub fn fits(&self, opts: &Options) -> bool {
+        self.content_length.is_none_or(|n| n <= opts.max_bytes)
+    }
+
     /// Reads the rest of the body as far as describing it from memory needs: all of a
     /// picture or container within `max_bytes` (their headers, and an MP4's moov, may be
     /// anywhere), and, when hashes are wanted, the rest of anything else through the SHA-256
     /// without keeping it; past `max_bytes` (as the server says it is), only the head.
     pub fn read_on(mut self, mut rest: Incoming, opts: &Options) -> Result<Body> {
         let probed = sniff::sniff(&self.data).is_some_and(|f| f.family() != Family::Other);
-        let fits = self.content_length.is_none_or(|n| n <= opts.max_bytes);
+        let fits = self.fits(opts);
         let mut ended = self.complete;
         if !self.complete && fits && probed {
             // The size the server gave, at once: growing by doubling would hold up to twice it.
