@@ -359,7 +359,8 @@ def main():
     p("")
     p("Each step timed alone, mirroring decode.rs (JPEG: to >= 128 px on the long side, by src/jpeg_dc.rs at 1/8 "
       "scale, else jpeg-decoder with `scale()`; "
-      "PNG/WebP: the image crate at full size). CPU = clock_gettime(CLOCK_PROCESS_CPUTIME_ID) across the "
+      "a still opaque lossy WebP: src/vp8.rs, which decodes into the shrink, so its shrink is inside the decode column; "
+      "PNG: the image crate at full size here, though describe() streams rows into the shrink). CPU = clock_gettime(CLOCK_PROCESS_CPUTIME_ID) across the "
       "process's threads (threads that have exited included).")
 
     p("")

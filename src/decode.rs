@@ -4,8 +4,8 @@
 //! JPEG is decoded at the smallest DCT scale (1/8, 1/4, 1/2) that still gives the shrink enough
 //! pixels: at 1/8 (photos of about 1 MP and more) from the DC coefficients alone by
 //! [`jpeg_dc`], else (or if that reader declines the file) by jpeg-decoder's scaled IDCT. PNG
-//! goes through the png crate a row at a time ([`png_rows`]), GIF (first frame) and WebP
-//! through the image crate.
+//! goes through the png crate a row at a time ([`png_rows`]), a still opaque lossy WebP a row of
+//! macroblocks at a time ([`vp8`]), GIF (first frame) and other WebP through the image crate.
 //!
 //! Before any decoder allocates, what the file's headers will make it allocate (frame and
 //! canvas sizes, coefficients, sub-images and prefix codes, copied metadata) is worked out
@@ -25,6 +25,7 @@ use crate::options::Options;
 use crate::png_rows::{self, Failure, Forward};
 use crate::sniff::Format;
 use crate::thumbnail::{self, Thumbnails};
+use crate::vp8;
 use crate::vp8l::Verdict;
 use crate::webp;
 
@@ -80,7 +81,10 @@ pub fn decode(bytes: &[u8], format: Format, hash: bool, opts: &Options) -> Resul
         Format::Jpeg => jpeg(bytes, hash, opts).map_err(fail),
         Format::Png => png(bytes, hash, opts).map_err(fail),
         Format::Gif => with_image(bytes, ImageFormat::Gif, hash, opts).map_err(fail),
-        Format::WebP => with_image(bytes, ImageFormat::WebP, hash, opts).map_err(fail),
+        Format::WebP => match webp::opaque_vp8(bytes) {
+            Some(frame) => webp_lossy(bytes, frame, hash, opts).map_err(fail),
+            None => with_image(bytes, ImageFormat::WebP, hash, opts).map_err(fail),
+        },
         _ => Err(fail("not a format we decode".into())),
     }
 }
@@ -200,6 +204,18 @@ fn jpeg(bytes: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
         jpeg_decoder::PixelFormat::L16 => return Err("16-bit lossless JPEG is not supported".into()),
     };
     finish(header, &pixels, w as u32, h as u32, layout, opts)
+}
+
+/// A still, opaque lossy WebP (`frame` its VP8 chunk) a macroblock row at a time into the
+/// shrink: it holds a row of macroblocks, not the picture.
+fn webp_lossy(bytes: &[u8], frame: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
+    let (width, height) = vp8::frame_size(frame).ok_or("not a VP8 key frame")?;
+    let orientation = webp::exif(bytes).and_then(Orientation::from_exif_chunk).map_or(1, Orientation::to_exif);
+    let header = Header { width, height, orientation };
+    if let Some(done) = over_limit(header, want_hash, opts) {
+        return Ok(done);
+    }
+    hash(header, vp8::shrink(frame, width, height, orientation)?, opts)
 }
 
 fn with_image(bytes: &[u8], format: ImageFormat, want_hash: bool, opts: &Options) -> DecodeResult {

@@ -17,8 +17,10 @@
 //! - [`png_rows`]: PNG a row at a time into the shrink, its ICC and text chunks unread;
 //! - [`jpeg_markers`]: a JPEG's frame and scan count, and the kinds refused before decoding;
 //! - [`jpeg_dc`]: large JPEGs at 1/8 scale from their DC coefficients alone;
-//! - [`webp`], [`vp8l`]: what a WebP decode will allocate, read from its chunks and lossless
-//!   bitstream before image-webp runs (which checks none of it);
+//! - [`vp8`]: a still, opaque lossy WebP a macroblock row at a time into the shrink;
+//! - [`webp`], [`vp8l`]: what image-webp will allocate for the other WebP files (alpha,
+//!   lossless, animated), read from their chunks and lossless bitstream before it runs (it
+//!   checks none of it);
 //! - [`blurhash`]: the linear-light shrink (alpha kept beside) and the encoder;
 //! - [`thumbnail`]: the ThumbHash and the tiny PNG, from the same shrunk picture;
 //! - [`analyze`]: the steps above in order, for one URL;
@@ -59,6 +61,8 @@ pub mod sniff;
 pub mod source;
 pub mod svg;
 pub mod thumbnail;
+pub mod vp8;
+mod vp8_tables;
 pub mod vp8l;
 pub mod webp;
 

@@ -36,6 +36,22 @@ fn top_level(bytes: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     chunks(bytes.get(12..).unwrap_or_default())
 }
 
+/// The VP8 chunk of a still, opaque lossy WebP, which [`crate::vp8`] decodes: the simple
+/// format, or the extended one without animation and ALPH chunk whose canvas is the frame's
+/// size. Anything else goes to image-webp.
+pub fn opaque_vp8(bytes: &[u8]) -> Option<&[u8]> {
+    let (fourcc, payload) = top_level(bytes).next()?;
+    match fourcc {
+        b"VP8 " => Some(payload),
+        b"VP8X" if payload.first()? & 0x02 == 0 && !top_level(bytes).any(|(f, _)| f == b"ALPH") => {
+            let canvas = (le24(payload, 4)? + 1, le24(payload, 7)? + 1);
+            let (_, frame) = top_level(bytes).find(|(f, _)| matches!(*f, b"VP8 " | b"VP8L"))?;
+            (crate::vp8::frame_size(frame)? == canvas).then_some(frame)
+        }
+        _ => None,
+    }
+}
+
 /// The EXIF chunk of a WebP file, cut at the end of the file. image-webp would allocate the
 /// size the chunk declares (up to 4 GiB) before reading it: image does not pass `max_alloc`
 /// on, and an allocation failure aborts the whole server.
