@@ -50,7 +50,8 @@ fn assert_colour(hash: &str, want: [i32; 3], tolerance: i32, what: &str) {
     );
 }
 
-/// The seed corpus of the fuzzer: small valid files from Pillow's encoders, every variant.
+/// The seed corpus of the fuzzer: small valid files from Pillow's encoders, every variant (and
+/// a cwebp file with four segments and sub-block modes, for src/vp8.rs).
 fn corpus() -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/sniff_decode");
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)

@@ -325,8 +325,10 @@ fn issue_18_files_stay_within_the_decoder_bound() {
 
 /// What webp.rs works out before decoding (the buffers image-webp will take) is an upper
 /// bound of what the decode then takes, for each kind of WebP: still lossless with and
-/// without alpha, lossless with transforms and prefix-code groups, lossy with a frame header
-/// declaring more than the container, and animations of lossless frames.
+/// without alpha, lossless with transforms and prefix-code groups, lossy with alpha, and
+/// animations of lossless frames. The opaque lossy files (one with a frame header declaring
+/// more than the container) now go to src/vp8.rs, which takes a row of macroblocks: the rule
+/// bounds them too, by far.
 #[test]
 fn the_webp_rule_bounds_what_image_webp_takes() {
     let _one = exclusive();
@@ -344,6 +346,11 @@ fn the_webp_rule_bounds_what_image_webp_takes() {
         ("VP8L photo 600x400 (image-webp's encoder)", encode_as(&photo(600, 400), image::ImageFormat::WebP)),
         ("VP8L 64 groups of 10-bit codes, 32x32", webp_file(&[(b"VP8L", vp8l_huffman_groups(32, 32, 63, 64))])),
         ("VP8 16x12 declaring 2000x2000", lossy_2000),
+        (
+            "VP8 with ALPH (image-webp)",
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/sniff_decode/webp-lossy-alpha.webp"))
+                .unwrap(),
+        ),
         // The sniff_decode fuzz target's finding (2026-12-03): a VP8 frame declaring 2377x4146
         // (planes of 14.9 MB) and a second partition of 13.2 MB, in 242 bytes.
         (

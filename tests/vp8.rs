@@ -2,14 +2,34 @@
 //! for several token partitions, which cwebp never writes, a key frame from libvpx through
 //! ffmpeg), each decoded by `dwebp -nofilter -yuv` and by us, plane for plane. Our decoder
 //! does not run the loop filter, so without it the two must agree to the bit; any wrong table
-//! entry, prediction mode or edge rule shows as a difference. Then the files through
-//! `describe()` against image-webp's full decode, and broken and cut files.
+//! entry, prediction mode or edge rule shows as a difference. Then a 4K photo's memory and
+//! shrunk picture against image-webp's full decode, and broken and cut files.
+
+#[path = "common/peak_alloc.rs"]
+#[allow(dead_code)] // this binary uses peak_of alone
+mod peak_alloc;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 
+use media_metadata::blurhash::{self, Layout};
+use media_metadata::decode::decode;
 use media_metadata::error::Error;
+use media_metadata::options::Options;
+use media_metadata::sniff::Format;
 use media_metadata::vp8::{self, MbRow, Rows};
+use peak_alloc::{peak_of, Counting};
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// The allocator counts every thread: the tests here run one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn exclusive() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Whether every tool is here; if not, says which is missing (and fails under CI=true).
 fn have(tools: &[&str]) -> bool {
@@ -136,6 +156,7 @@ fn assert_same(name: &str, ours: &Planes, reference: &[u8]) {
 
 #[test]
 fn every_pixel_is_libwebps_without_the_loop_filter() {
+    let _one = exclusive();
     if !have(&["cwebp", "dwebp"]) {
         return;
     }
@@ -166,6 +187,7 @@ fn every_pixel_is_libwebps_without_the_loop_filter() {
 
 #[test]
 fn a_frame_in_eight_token_partitions_decodes_as_libwebp_does() {
+    let _one = exclusive();
     if !have(&["ffmpeg", "dwebp"]) {
         return;
     }
@@ -188,5 +210,98 @@ fn a_frame_in_eight_token_partitions_decodes_as_libwebp_does() {
     let table = &frame[10 + first_len..][..21];
     let sizes: Vec<u32> = table.chunks(3).map(|s| u32::from_le_bytes([s[0], s[1], s[2], 0])).collect();
     assert!(sizes.iter().all(|&s| s > 0), "expected 8 token partitions, the table reads {sizes:?}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// A cwebp file of `source(w, h)` with `opts`.
+fn cwebp(dir: &Path, w: u32, h: u32, opts: &[&str]) -> Vec<u8> {
+    let (png, webp) = (dir.join(format!("{w}x{h}.png")), dir.join(format!("{w}x{h}.webp")));
+    source(w, h, &png);
+    let mut args = vec!["-quiet"];
+    args.extend_from_slice(opts);
+    args.extend_from_slice(&[png.to_str().unwrap(), "-o", webp.to_str().unwrap()]);
+    run("cwebp", &args);
+    std::fs::read(&webp).unwrap()
+}
+
+#[test]
+fn a_4k_photo_takes_a_row_of_macroblocks_and_shrinks_as_the_full_decode_does() {
+    let _one = exclusive();
+    if !have(&["cwebp"]) {
+        return;
+    }
+    let dir = workdir("4k");
+    let bytes = cwebp(&dir, 3840, 2160, &["-q", "80"]);
+    let (d, peak) = peak_of(|| decode(&bytes, Format::WebP, true, &Options::default()));
+    let d = d.unwrap();
+    assert_eq!((d.header.width, d.header.height), (3840, 2160));
+    assert!(d.blurhash.is_some(), "{:?}", d.note);
+    // image-webp held 37 MB here (planes and an RGB picture); the decoder holds a row of
+    // macroblocks (92 KB at this width), the shrink and the thumbnails.
+    eprintln!("4K lossy WebP ({} bytes): decode peak {:.2} MB", bytes.len(), peak as f64 / 1e6);
+    assert!(peak < 1_000_000, "peak {peak} bytes");
+    // The shrunk picture against image-webp's full decode (loop filter, fancy upsampling)
+    // shrunk by the same code: block means in YUV stay within a level or two.
+    let frame = media_metadata::webp::opaque_vp8(&bytes).unwrap();
+    let ours = vp8::shrink(frame, 3840, 2160, 1).unwrap().rgba8();
+    let full = image::load_from_memory(&bytes).unwrap().to_rgb8();
+    let theirs = blurhash::shrink(full.as_raw(), 3840, 2160, Layout::Rgb, 1).unwrap().rgba8();
+    assert_eq!(ours.len(), theirs.len());
+    let diff = ours.iter().zip(&theirs).map(|(&a, &b)| (a as f64 - b as f64).abs()).sum::<f64>() / ours.len() as f64;
+    eprintln!("shrunk 4K WebP: mean difference from image-webp's full decode {diff:.2} levels");
+    assert!(diff < 2.0, "mean difference {diff:.2} levels");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn cut_and_damaged_frames_fail_cleanly() {
+    let _one = exclusive();
+    if !have(&["cwebp"]) {
+        return;
+    }
+    let dir = workdir("damaged");
+    let bytes = cwebp(&dir, 320, 200, &["-q", "70"]);
+    let frame = vp8_payload(&bytes).to_vec();
+    let (w, h) = vp8::frame_size(&frame).unwrap();
+    let mut sink = Planes { width: w as usize, height: h as usize, y: vec![], u: vec![], v: vec![] };
+    // Cut anywhere, the frame is refused with a reason (the last bytes may be padding the
+    // decoder never reads).
+    for cut in (0..frame.len() - 8).step_by(97) {
+        sink.y.clear();
+        sink.u.clear();
+        sink.v.clear();
+        let err = vp8::decode(&frame[..cut], &mut sink).expect_err(&format!("cut at {cut}"));
+        assert!(!err.to_string().is_empty());
+    }
+    // Damaged anywhere: decoded or refused, never a panic (every index is checked).
+    let mut seed = 7u32;
+    for _ in 0..300 {
+        let mut damaged = frame.clone();
+        for _ in 0..4 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let at = 10 + (seed as usize >> 8) % (damaged.len() - 10);
+            damaged[at] ^= 1 << (seed % 8);
+        }
+        let mut sink = Planes { width: w as usize, height: h as usize, y: vec![], u: vec![], v: vec![] };
+        let _ = vp8::decode(&damaged, &mut sink);
+    }
+    // The same frame's header declaring 16383x16383, with 50 bytes of picture data: refused
+    // within its first row (its modes and tokens run out long before 1,024 macroblocks).
+    let first_len = (u32::from_le_bytes([frame[0], frame[1], frame[2], 0]) >> 5) as usize;
+    let mut huge = frame[..10 + first_len + 50].to_vec();
+    huge[6..10].copy_from_slice(&[0xff, 0x3f, 0xff, 0x3f]);
+    let mut rows = 0;
+    struct Count<'a>(&'a mut u32);
+    impl Rows for Count<'_> {
+        fn row(&mut self, _: &MbRow) -> Result<(), Error> {
+            *self.0 += 1;
+            Ok(())
+        }
+    }
+    let (result, peak) = peak_of(|| vp8::decode(&huge, &mut Count(&mut rows)));
+    let err = result.expect_err("a 16383x16383 frame in a 320x200 frame's bytes");
+    assert!(err.to_string().contains("ends early") || err.to_string().contains("cut short"), "{err}");
+    assert_eq!(rows, 0, "refused before its first row went out");
+    assert!(peak < 1_000_000, "peak {peak} bytes for a 16383-pixel-wide row");
     std::fs::remove_dir_all(dir).ok();
 }
