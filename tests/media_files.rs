@@ -7,16 +7,19 @@
 //! Without the tools (scripts/setup installs them) each test says so and passes; under
 //! CI=true a missing tool fails it.
 
+#[path = "common/tools.rs"]
+mod tools;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use media_metadata::analyze::{analyze, Metadata};
 use media_metadata::fetch::Fetcher;
 use media_metadata::options::Options;
+use tools::{have, run, workdir};
 
 /// How the server answers a Range request.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -125,35 +128,6 @@ impl FileServer {
     }
 }
 
-/// Whether every tool is here; if not, says which is missing (and fails under CI=true).
-fn have(tools: &[&str]) -> bool {
-    let missing: Vec<_> = tools
-        .iter()
-        .filter(|t| {
-            Command::new("sh").args(["-c", &format!("command -v {t}")]).output().map_or(true, |o| !o.status.success())
-        })
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let why = format!("SKIPPED: {missing:?} not installed (scripts/setup installs them)");
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
-    eprintln!("{why}");
-    false
-}
-
-fn workdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("media-files-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn ffmpeg(dir: &Path, out: &str, args: &[&str]) -> Vec<u8> {
     let path = dir.join(out);
     let mut all = vec!["-v", "error", "-y"];
@@ -235,7 +209,7 @@ fn voice_note_with_moov_at_the_end_through_range_tail_reads() {
     if !have(&["ffmpeg", "ffprobe"]) {
         return;
     }
-    let dir = workdir("m4a");
+    let dir = workdir("media-files", "m4a");
     // What ffmpeg writes without +faststart (and Android's MediaRecorder): moov after mdat.
     let m4a = ffmpeg(
         &dir,
@@ -281,7 +255,7 @@ fn portrait_video_is_taller_than_wide() {
     if !have(&["ffmpeg", "ffprobe", "exiftool"]) {
         return;
     }
-    let dir = workdir("mp4");
+    let dir = workdir("media-files", "mp4");
     // A phone's portrait video: landscape frames and a track matrix turning them a quarter.
     // (ffmpeg 5.1 has no -display_rotation; exiftool writes the track matrix.)
     let args = ["-f", "lavfi", "-i", "testsrc=size=320x240:rate=10:duration=2.5", "-c:v", "mpeg4"];
@@ -328,7 +302,7 @@ fn ogg_mp3_flac_wav_durations() {
     if !have(&["ffmpeg", "ffprobe"]) {
         return;
     }
-    let dir = workdir("audio");
+    let dir = workdir("media-files", "audio");
     let tone = ["-f", "lavfi", "-i", "sine=frequency=300:duration=3.3"];
     let cases: &[(&str, &[&str], &str)] = &[
         ("voice.ogg", &["-c:a", "libopus", "-b:a", "24k"], "audio/ogg"),
@@ -364,7 +338,7 @@ fn heic_avif_jxl_dimensions_from_headers() {
     if !have(&["ffmpeg", "heif-enc", "avifenc", "cjxl", "exiftool"]) {
         return;
     }
-    let dir = workdir("pictures");
+    let dir = workdir("media-files", "pictures");
     ffmpeg(&dir, "in.png", &["-f", "lavfi", "-i", "testsrc=size=300x200", "-frames:v", "1"]);
     let png = dir.join("in.png");
     let p = |n: &str| dir.join(n).to_str().unwrap().to_owned();
@@ -387,7 +361,7 @@ fn reads_are_bounded_by_max_bytes_when_the_server_ignores_range() {
     if !have(&["ffmpeg"]) {
         return;
     }
-    let dir = workdir("bound");
+    let dir = workdir("media-files", "bound");
     let m4a = ffmpeg(&dir, "short.m4a", &["-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac"]);
     // The real ftyp, an mdat of 64 MiB, then the real moov (its chunk offsets are wrong, which
     // only matters to a player).

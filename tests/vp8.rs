@@ -8,9 +8,10 @@
 #[path = "common/peak_alloc.rs"]
 #[allow(dead_code)] // this binary uses peak_of alone
 mod peak_alloc;
+#[path = "common/tools.rs"]
+mod tools;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use media_metadata::blurhash::{self, Layout};
@@ -20,6 +21,7 @@ use media_metadata::options::Options;
 use media_metadata::sniff::Format;
 use media_metadata::vp8::{self, MbRow, Rows};
 use peak_alloc::{peak_of, Counting};
+use tools::{have, run, workdir};
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -29,34 +31,6 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn exclusive() -> MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Whether every tool is here; if not, says which is missing (and fails under CI=true).
-fn have(tools: &[&str]) -> bool {
-    let missing: Vec<_> = tools
-        .iter()
-        .filter(|t| {
-            Command::new("sh").args(["-c", &format!("command -v {t}")]).output().map_or(true, |o| !o.status.success())
-        })
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let why = format!("SKIPPED: {missing:?} not installed (scripts/setup installs them)");
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
-    eprintln!("{why}");
-    false
-}
-
-fn workdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vp8-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn run(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// A picture with what makes an encoder use every mode: smooth gradients, fine noise, hard
@@ -160,7 +134,7 @@ fn every_pixel_is_libwebps_without_the_loop_filter() {
     if !have(&["cwebp", "dwebp"]) {
         return;
     }
-    let dir = workdir("cwebp");
+    let dir = workdir("vp8", "cwebp");
     // (width, height, cwebp options): odd sizes for the edge macroblocks, one segment and
     // four, the fastest and the slowest method (which choose modes differently), qualities
     // from coarse to near-lossless (large coefficients, the long token categories).
@@ -173,14 +147,8 @@ fn every_pixel_is_libwebps_without_the_loop_filter() {
         (640, 480, &["-q", "80"]),
     ];
     for &(w, h, opts) in cases {
-        let (png, webp) = (dir.join(format!("{w}x{h}.png")), dir.join(format!("{w}x{h}.webp")));
-        source(w, h, &png);
-        let mut args = vec!["-quiet"];
-        args.extend_from_slice(opts);
-        args.extend_from_slice(&[png.to_str().unwrap(), "-o", webp.to_str().unwrap()]);
-        run("cwebp", &args);
-        let bytes = std::fs::read(&webp).unwrap();
-        assert_same(&format!("{w}x{h} {opts:?}"), &ours(&bytes), &dwebp(&dir, &webp));
+        let bytes = cwebp(&dir, w, h, opts);
+        assert_same(&format!("{w}x{h} {opts:?}"), &ours(&bytes), &dwebp(&dir, &dir.join(format!("{w}x{h}.webp"))));
     }
     std::fs::remove_dir_all(dir).ok();
 }
@@ -191,7 +159,7 @@ fn a_frame_in_eight_token_partitions_decodes_as_libwebp_does() {
     if !have(&["ffmpeg", "dwebp"]) {
         return;
     }
-    let dir = workdir("libvpx");
+    let dir = workdir("vp8", "libvpx");
     let ivf = dir.join("frame.ivf");
     let args = ["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=200x120", "-frames:v", "1"];
     let mut all = args.to_vec();
@@ -230,7 +198,7 @@ fn a_4k_photo_takes_a_row_of_macroblocks_and_shrinks_as_the_full_decode_does() {
     if !have(&["cwebp"]) {
         return;
     }
-    let dir = workdir("4k");
+    let dir = workdir("vp8", "4k");
     let bytes = cwebp(&dir, 3840, 2160, &["-q", "80"]);
     let (d, peak) = peak_of(|| decode(&bytes, Format::WebP, true, &Options::default()));
     let d = d.unwrap();
@@ -259,7 +227,7 @@ fn cut_and_damaged_frames_fail_cleanly() {
     if !have(&["cwebp"]) {
         return;
     }
-    let dir = workdir("damaged");
+    let dir = workdir("vp8", "damaged");
     let bytes = cwebp(&dir, 320, 200, &["-q", "70"]);
     let frame = vp8_payload(&bytes).to_vec();
     let (w, h) = vp8::frame_size(&frame).unwrap();
