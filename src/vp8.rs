@@ -270,20 +270,15 @@ impl BoolDecoder<'_> {
         }
         let pos = self.bits as u32;
         let split = self.range >> 1;
-        if (self.value >> pos) as u32 > split {
-            self.value -= ((split + 1) as u64) << pos;
-            self.range = (self.range - 1) | 1;
-            self.bits -= 1;
-            true
-        } else {
-            if self.range == 254 {
-                self.range = 127;
-            } else {
-                self.range |= 1;
-                self.bits -= 1;
-            }
-            false
-        }
+        // A sign is a coin toss: selects, not branches, which would be mispredicted half the
+        // time.
+        let negative = (self.value >> pos) as u32 > split;
+        let stays = !negative && self.range == 254;
+        self.value -= std::hint::select_unpredictable(negative, ((split + 1) as u64) << pos, 0);
+        let kept = std::hint::select_unpredictable(stays, 127, self.range | 1);
+        self.range = std::hint::select_unpredictable(negative, (self.range - 1) | 1, kept);
+        self.bits -= !stays as i32;
+        negative
     }
 
     fn literal(&mut self, bits: u32) -> u32 {
@@ -615,7 +610,7 @@ fn read_block(
             p = &probs[n][0];
         }
         let (v, ctx) = if !br.bit(p[2]) { (1, 1) } else { (large_value(br, p), 2) };
-        let v = if br.sign() { -v } else { v };
+        let v = std::hint::select_unpredictable(br.sign(), -v, v);
         out[ZIGZAG[n]] = (v * dq[(n > 0) as usize]) as i16;
         n += 1;
         if n < 16 {
