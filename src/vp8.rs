@@ -5,9 +5,10 @@
 //! 4K photo) and takes twice libvips' time. Here the decoder holds one row of macroblocks (24
 //! bytes a pixel column) and the edge pixels of the row above, which is all VP8's intra
 //! prediction reads. The loop filter is not run: it smooths the edges between blocks, which
-//! the shrink averages over anyway, and it is about a quarter of a decoder's time. Without it
-//! the reconstruction is libwebp's to the bit (`tests/vp8.rs` against `dwebp -nofilter -yuv`),
-//! and the blocks are averaged into the shrink in YUV, converted to RGB per block.
+//! the shrink averages over anyway (dwebp spends 8 of its 124 ms on it for the benchmark's 4K
+//! photo). Without it the reconstruction is libwebp's to the bit (`tests/vp8.rs` against
+//! `dwebp -nofilter -yuv`), and the blocks are averaged into the shrink in YUV, converted to
+//! RGB per block.
 //!
 //! Every loop is bounded by the frame's macroblock count, which the caller has checked against
 //! `max_pixels`; a stream that ends early reads as zeros and is refused at the end of the
@@ -847,6 +848,7 @@ fn true_motion(ws: &mut [u8], at: usize, size: usize) {
 fn predict4(ws: &mut [u8], at: usize, mode: u8) {
     let avg3 = |a: u8, b: u8, c: u8| ((a as u32 + 2 * b as u32 + c as u32 + 2) >> 2) as u8;
     let avg2 = |a: u8, b: u8| ((a as u32 + b as u32 + 1) >> 1) as u8;
+    let smooth = |edge: [u8; 9]| -> [u8; 7] { std::array::from_fn(|n| avg3(edge[n], edge[n + 1], edge[n + 2])) };
     // Above: A..H (H the fourth above-right pixel), left: I..L, above-left: X.
     let t = |i: usize| ws[at - BPS + i];
     let (x, [a, b, c, d, e, f, g, h]) = (ws[at - BPS - 1], std::array::from_fn(t));
@@ -860,29 +862,14 @@ fn predict4(ws: &mut [u8], at: usize, mode: u8) {
         B_TM_PRED => return true_motion(ws, at, 4),
         B_VE_PRED => [[avg3(x, a, b), avg3(a, b, c), avg3(b, c, d), avg3(c, d, e)]; 4],
         B_HE_PRED => [[avg3(x, i, j); 4], [avg3(i, j, k); 4], [avg3(j, k, l); 4], [avg3(k, l, l); 4]],
+        // The two diagonals: each row is four of the seven smoothed pixels along the edge.
         B_LD_PRED => {
-            let [p0, p1, p2, p3, p4, p5, p6] = [
-                avg3(a, b, c),
-                avg3(b, c, d),
-                avg3(c, d, e),
-                avg3(d, e, f),
-                avg3(e, f, g),
-                avg3(f, g, h),
-                avg3(g, h, h),
-            ];
-            [[p0, p1, p2, p3], [p1, p2, p3, p4], [p2, p3, p4, p5], [p3, p4, p5, p6]]
+            let p = smooth([a, b, c, d, e, f, g, h, h]);
+            std::array::from_fn(|r| [p[r], p[r + 1], p[r + 2], p[r + 3]])
         }
         B_RD_PRED => {
-            let [p0, p1, p2, p3, p4, p5, p6] = [
-                avg3(j, k, l),
-                avg3(i, j, k),
-                avg3(x, i, j),
-                avg3(a, x, i),
-                avg3(b, a, x),
-                avg3(c, b, a),
-                avg3(d, c, b),
-            ];
-            [[p3, p4, p5, p6], [p2, p3, p4, p5], [p1, p2, p3, p4], [p0, p1, p2, p3]]
+            let p = smooth([l, k, j, i, x, a, b, c, d]);
+            std::array::from_fn(|r| [p[3 - r], p[4 - r], p[5 - r], p[6 - r]])
         }
         B_VR_PRED => [
             [avg2(x, a), avg2(a, b), avg2(b, c), avg2(c, d)],
