@@ -343,7 +343,8 @@ fn phases(runs: usize, files: &[String]) {
             }
         };
         let (px, w, h, layout, by) = decode();
-        let by = if media_metadata::webp::opaque_vp8(&data).is_some() { "vp8, shrink included" } else { by };
+        let vp8_frame = media_metadata::webp::opaque_vp8(&data);
+        let by = if vp8_frame.is_some() { "vp8, shrink included" } else { by };
         let b = body(data.clone());
         let opts = Options::default();
         let shrunk = bh::shrink(&px, w, h, layout, 1).unwrap();
@@ -361,10 +362,10 @@ fn phases(runs: usize, files: &[String]) {
             });
             // A still opaque lossy WebP is decoded into the shrink a row of macroblocks at a
             // time (src/vp8.rs): one step, timed as the decode, the shrink inside it.
-            let (t_decode, t_shrink) = match media_metadata::webp::opaque_vp8(&data) {
+            let (t_decode, t_shrink) = match vp8_frame {
                 Some(frame) => (
                     ms(|| {
-                        std::hint::black_box(vp8::shrink(frame, w, h, 1).unwrap());
+                        std::hint::black_box(vp8::shrink(frame, 1).unwrap());
                     }),
                     0.0,
                 ),

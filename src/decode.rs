@@ -215,7 +215,7 @@ fn webp_lossy(bytes: &[u8], frame: &[u8], want_hash: bool, opts: &Options) -> De
     if let Some(done) = over_limit(header, want_hash, opts) {
         return Ok(done);
     }
-    hash(header, vp8::shrink(frame, width, height, orientation)?, opts)
+    hash(header, vp8::shrink(frame, orientation)?, opts)
 }
 
 fn with_image(bytes: &[u8], format: ImageFormat, want_hash: bool, opts: &Options) -> DecodeResult {

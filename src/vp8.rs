@@ -63,15 +63,15 @@ pub fn decode(chunk: &[u8], out: &mut impl Rows) -> Result<()> {
         frame.left = Context::default();
         let tokens = &mut parts[mb_y as usize & (header.partitions - 1)];
         for mb_x in 0..frame.mb_w {
-            let mb = read_modes(&mut modes, &header, &mut frame.top[mb_x as usize], &mut frame.left);
-            let mut coeffs = [0i16; 24 * 16];
             let (top, left) = (&mut frame.top[mb_x as usize], &mut frame.left);
+            let mb = modes.in_registers(|br| read_modes(br, &header, top, left));
+            let mut coeffs = [0i16; 24 * 16];
             let with_ac = if mb.skip {
                 top.clear(mb.i4);
                 left.clear(mb.i4);
                 0
             } else {
-                read_residuals(tokens, &header, &mb, top, left, &mut coeffs)
+                tokens.in_registers(|br| read_residuals(br, &header, &mb, top, left, &mut coeffs))
             };
             if tokens.eof {
                 return Err("the VP8 picture data ends early".into());
@@ -87,12 +87,12 @@ pub fn decode(chunk: &[u8], out: &mut impl Rows) -> Result<()> {
     Ok(())
 }
 
-/// The shrunk picture of the key frame in `chunk`, stored `width` x `height` (`frame_size`),
-/// shown with EXIF `orientation`.
+/// The shrunk picture of the key frame in `chunk`, shown with EXIF `orientation`.
 ///
 /// Pictures of 512 pixels and more on the long side go to the shrink as the means of 2x2 or
 /// 4x4 blocks (as JPEG's go as 8x8 DC means), at least four times the shrink's size.
-pub fn shrink(chunk: &[u8], width: u32, height: u32, orientation: u8) -> Result<Shrunk> {
+pub fn shrink(chunk: &[u8], orientation: u8) -> Result<Shrunk> {
+    let (width, height) = frame_size(chunk).ok_or("not a VP8 key frame")?;
     let long = width.max(height);
     let block = [4, 2].into_iter().find(|b| long / b >= 4 * SHRINK_TO).unwrap_or(1);
     let (w, h) = (width.div_ceil(block), height.div_ceil(block));
@@ -100,7 +100,6 @@ pub fn shrink(chunk: &[u8], width: u32, height: u32, orientation: u8) -> Result<
         shrinker: Shrinker::new(w, h, Layout::Rgb, orientation)?,
         block: block as usize,
         width: width as usize,
-        mb_w: width.div_ceil(16) as usize,
         sums: [vec![0; width as usize], vec![0; width.div_ceil(2) as usize], vec![0; width.div_ceil(2) as usize]],
         rgb: vec![0; w as usize * 3],
     };
@@ -113,7 +112,6 @@ struct ShrinkRows {
     shrinker: Shrinker,
     block: usize,
     width: usize,
-    mb_w: usize,
     /// The sums down each pixel column of the rows of blocks being averaged: Y, U, V.
     sums: [Vec<u16>; 3],
     rgb: Vec<u8>,
@@ -122,7 +120,7 @@ struct ShrinkRows {
 impl Rows for ShrinkRows {
     fn row(&mut self, row: &MbRow) -> std::result::Result<(), crate::error::Error> {
         let (b, width) = (self.block, self.width);
-        let (ys, cs) = (self.mb_w * 16, self.mb_w * 8);
+        let (ys, cs) = (width.div_ceil(16) * 16, width.div_ceil(16) * 8);
         for r in 0..(row.rows as usize).div_ceil(b) {
             let (y0, y1) = (r * b, ((r + 1) * b).min(row.rows as usize));
             let (c0, c1) = (y0 / 2, y1.div_ceil(2));
@@ -182,6 +180,17 @@ impl<'a> BoolDecoder<'a> {
         BoolDecoder { data, pos: 0, value: 0, range: 254, bits: -8, eof: false }
     }
 
+    /// Runs `read` on a copy of the decoder, then keeps the copy's state: in a local, the
+    /// state stays in registers (through the `&mut`, LLVM keeps it in memory, a store and a
+    /// load on every bit; 146 against 130 ms for the 4K benchmark photo).
+    #[inline(always)]
+    fn in_registers<T>(&mut self, read: impl FnOnce(&mut BoolDecoder<'a>) -> T) -> T {
+        let mut copy = self.clone();
+        let out = read(&mut copy);
+        *self = copy;
+        out
+    }
+
     /// Tops `value` up: 56 bits at once, or what is left of the data a byte at a time.
     /// Inlined so that the decoder's state stays in registers in the token loops (a call
     /// taking `&mut self` would send it through memory on every bit); the rare tail is a
@@ -226,41 +235,7 @@ impl<'a> BoolDecoder<'a> {
         self.bits -= NORM_SHIFT[range] as i32;
         self.range = NORM_RANGE[range] as u32;
     }
-}
 
-/// `load` within the last 8 bytes: a byte, or past the end a zero byte (once, then nothing).
-#[inline(never)]
-fn load_tail(data: &[u8], value: u64, bits: i32, pos: usize, eof: bool) -> (u64, i32, usize, bool) {
-    match data.get(pos) {
-        Some(&byte) => ((value << 8) | byte as u64, bits + 8, pos + 1, eof),
-        None if !eof => (value << 8, bits + 8, pos, true),
-        None => (value, 0, pos, true), // keeps the shifts in range; the caller refuses the stream
-    }
-}
-
-/// For a range r (1..=255): how far it shifts to reach 128..=255, and the shifted range - 1.
-/// Two tables, not one of pairs: two independent loads measured faster (4K WebP 134 against
-/// 143 ms).
-const NORM_SHIFT: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut r = 1;
-    while r < 256 {
-        t[r] = 7 - r.ilog2() as u8;
-        r += 1;
-    }
-    t
-};
-const NORM_RANGE: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut r = 1;
-    while r < 256 {
-        t[r] = ((r << (7 - r.ilog2())) - 1) as u8;
-        r += 1;
-    }
-    t
-};
-
-impl BoolDecoder<'_> {
     /// `bit(128)`, for the sign of every coefficient, with its shorter arithmetic: at even
     /// odds the range halves, so it shifts by exactly one bit but for a range of 255 that
     /// keeps its lower half (128 is already normal).
@@ -299,6 +274,38 @@ impl BoolDecoder<'_> {
         }
     }
 }
+
+/// `load` within the last 8 bytes: a byte, or past the end a zero byte (once, then nothing).
+#[inline(never)]
+fn load_tail(data: &[u8], value: u64, bits: i32, pos: usize, eof: bool) -> (u64, i32, usize, bool) {
+    match data.get(pos) {
+        Some(&byte) => ((value << 8) | byte as u64, bits + 8, pos + 1, eof),
+        None if !eof => (value << 8, bits + 8, pos, true),
+        None => (value, 0, pos, true), // keeps the shifts in range; the caller refuses the stream
+    }
+}
+
+/// For a range r (1..=255): how far it shifts to reach 128..=255, and the shifted range - 1.
+/// Two tables, not one of pairs: two independent loads measured faster (4K WebP 134 against
+/// 143 ms).
+const NORM_SHIFT: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut r = 1;
+    while r < 256 {
+        t[r] = 7 - r.ilog2() as u8;
+        r += 1;
+    }
+    t
+};
+const NORM_RANGE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut r = 1;
+    while r < 256 {
+        t[r] = ((r << (7 - r.ilog2())) - 1) as u8;
+        r += 1;
+    }
+    t
+};
 
 /// Dequantization factors (DC, AC) of one segment.
 #[derive(Clone, Copy, Default)]
@@ -428,7 +435,8 @@ struct Context {
 }
 
 impl Context {
-    /// After a macroblock without coefficients; one predicted 4x4 keeps its Y2 state.
+    /// After a macroblock without coefficients; one predicted per 4x4 sub-block has no Y2
+    /// block, and keeps the Y2 state it had.
     fn clear(&mut self, i4: bool) {
         (self.y, self.u, self.v) = Default::default();
         if !i4 {
@@ -448,9 +456,7 @@ struct Macroblock {
 }
 
 /// A macroblock's header from the first partition (RFC 6386, 19.3).
-fn read_modes(modes: &mut BoolDecoder, header: &FrameHeader, top: &mut Context, left: &mut Context) -> Macroblock {
-    let mut copy = modes.clone(); // in registers, as in `read_residuals`
-    let br = &mut copy;
+fn read_modes(br: &mut BoolDecoder, header: &FrameHeader, top: &mut Context, left: &mut Context) -> Macroblock {
     let segment = match header.segment_probs {
         Some(p) if !br.bit(p[0]) => br.bit(p[1]) as usize,
         Some(p) => 2 + br.bit(p[2]) as usize,
@@ -491,7 +497,6 @@ fn read_modes(modes: &mut BoolDecoder, header: &FrameHeader, top: &mut Context, 
     } else {
         H_PRED
     };
-    *modes = copy;
     mb
 }
 
@@ -543,17 +548,13 @@ const Y_WITH_DC: usize = 3;
 /// block: Y in raster order, then U, then V; Y2 already spread into the Y blocks' DCs).
 /// Returns which blocks have AC coefficients (bit n for block n): the others need no IDCT.
 fn read_residuals(
-    tokens: &mut BoolDecoder,
+    br: &mut BoolDecoder,
     header: &FrameHeader,
     mb: &Macroblock,
     top: &mut Context,
     left: &mut Context,
     coeffs: &mut [i16; 24 * 16],
 ) -> u32 {
-    // A copy in registers for the whole macroblock, put back at the end (through the
-    // reference, LLVM keeps the state in memory, a store and load on every bit).
-    let mut copy = tokens.clone();
-    let br = &mut copy;
     let (q, probs) = (&header.quant[mb.segment], &header.tokens);
     let (first, y_type) = if mb.i4 {
         (0, Y_WITH_DC)
@@ -581,7 +582,6 @@ fn read_residuals(
             with_ac |= ((end > 1) as u32) << (16 + 4 * k + n);
         }
     }
-    *tokens = copy;
     with_ac
 }
 
@@ -669,6 +669,11 @@ const BPS: usize = 32;
 /// Where pixel (0, 0) of a workspace is: one row of above pixels, 8 bytes of margin.
 const ORIGIN: usize = BPS + 8;
 
+/// Where 4x4 block `n` of a plane `across` blocks wide starts in its workspace.
+fn block_at(n: usize, across: usize) -> usize {
+    ORIGIN + (n / across) * 4 * BPS + (n % across) * 4
+}
+
 /// The decoder's memory: the macroblock being reconstructed with its neighbours' edge
 /// pixels, the row of macroblocks that goes out, and the bottom edge of the row above.
 struct Frame {
@@ -717,21 +722,21 @@ impl Frame {
         self.edges(mb_x, mb_y, mb.i4);
         if mb.i4 {
             for (n, block) in blocks[..16].iter().enumerate() {
-                let at = ORIGIN + (n / 4) * 4 * BPS + (n % 4) * 4;
+                let at = block_at(n, 4);
                 predict4(&mut self.ws_y, at, mb.bmodes[n]);
                 add_residual(&mut self.ws_y, at, block, ac(n));
             }
         } else {
             predict(&mut self.ws_y, 16, mode_at_edge(mb.ymode, mb_x, mb_y));
             for (n, block) in blocks[..16].iter().enumerate() {
-                add_residual(&mut self.ws_y, ORIGIN + (n / 4) * 4 * BPS + (n % 4) * 4, block, ac(n));
+                add_residual(&mut self.ws_y, block_at(n, 4), block, ac(n));
             }
         }
         let uvmode = mode_at_edge(mb.uvmode, mb_x, mb_y);
         for (k, ws) in [&mut self.ws_u, &mut self.ws_v].into_iter().enumerate() {
             predict(ws, 8, uvmode);
             for (n, block) in blocks[16 + 4 * k..][..4].iter().enumerate() {
-                add_residual(ws, ORIGIN + (n / 2) * 4 * BPS + (n % 2) * 4, block, ac(16 + 4 * k + n));
+                add_residual(ws, block_at(n, 2), block, ac(16 + 4 * k + n));
             }
         }
         let (ys, cs) = (self.mb_w as usize * 16, self.mb_w as usize * 8);
