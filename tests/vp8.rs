@@ -84,6 +84,14 @@ struct Planes {
     v: Vec<u8>,
 }
 
+impl Planes {
+    /// Empty planes for the frame in `chunk`.
+    fn of(chunk: &[u8]) -> Planes {
+        let (w, h) = vp8::frame_size(chunk).unwrap();
+        Planes { width: w as usize, height: h as usize, y: vec![], u: vec![], v: vec![] }
+    }
+}
+
 impl Rows for Planes {
     fn row(&mut self, row: &MbRow) -> Result<(), Error> {
         let mb_w = self.width.div_ceil(16);
@@ -101,8 +109,7 @@ impl Rows for Planes {
 
 fn ours(webp: &[u8]) -> Planes {
     let frame = vp8_payload(webp);
-    let (w, h) = vp8::frame_size(frame).unwrap();
-    let mut planes = Planes { width: w as usize, height: h as usize, y: vec![], u: vec![], v: vec![] };
+    let mut planes = Planes::of(frame);
     vp8::decode(frame, &mut planes).unwrap();
     planes
 }
@@ -230,15 +237,10 @@ fn cut_and_damaged_frames_fail_cleanly() {
     let dir = workdir("vp8", "damaged");
     let bytes = cwebp(&dir, 320, 200, &["-q", "70"]);
     let frame = vp8_payload(&bytes).to_vec();
-    let (w, h) = vp8::frame_size(&frame).unwrap();
-    let mut sink = Planes { width: w as usize, height: h as usize, y: vec![], u: vec![], v: vec![] };
     // Cut anywhere, the frame is refused with a reason (the last bytes may be padding the
     // decoder never reads).
     for cut in (0..frame.len() - 8).step_by(97) {
-        sink.y.clear();
-        sink.u.clear();
-        sink.v.clear();
-        let err = vp8::decode(&frame[..cut], &mut sink).expect_err(&format!("cut at {cut}"));
+        let err = vp8::decode(&frame[..cut], &mut Planes::of(&frame)).expect_err(&format!("cut at {cut}"));
         assert!(!err.to_string().is_empty());
     }
     // Damaged anywhere: decoded or refused, never a panic (every index is checked).
@@ -250,8 +252,7 @@ fn cut_and_damaged_frames_fail_cleanly() {
             let at = 10 + (seed as usize >> 8) % (damaged.len() - 10);
             damaged[at] ^= 1 << (seed % 8);
         }
-        let mut sink = Planes { width: w as usize, height: h as usize, y: vec![], u: vec![], v: vec![] };
-        let _ = vp8::decode(&damaged, &mut sink);
+        let _ = vp8::decode(&damaged, &mut Planes::of(&frame));
     }
     // The same frame's header declaring 16383x16383, with 50 bytes of picture data: refused
     // within its first row (its modes and tokens run out long before 1,024 macroblocks).
