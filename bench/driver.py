@@ -307,7 +307,8 @@ def main():
     p("describe(): the highest heap total during the call minus the heap in use when it began, so the input bytes "
       "(already in memory) are excluded. analyze(url): the same around the whole fetch + analysis, so the "
       "downloaded body is included where it is held: a PNG past its first 64 KiB is decoded row by row as it "
-      "arrives and never held, every other format is read whole (within max_bytes) first. JPEG at 1/8 scale keeps one DC value per block (4 bytes) and the 1/8-scale "
+      "arrives and never held, a JPEG read at 1/8 scale (a long side of 2048 px and more) goes through the DC reader as it arrives and is never held, "
+      "every other format is read whole (within max_bytes) first. JPEG at 1/8 scale keeps one DC value per block (4 bytes) and the 1/8-scale "
       "RGB picture; where jpeg-decoder is used the peak varies between runs (it hands coefficient rows to its "
       "worker threads through unbounded channels, so rows pile up when a worker is descheduled).")
     p("")

@@ -5,7 +5,7 @@ use std::io::{BufReader, Cursor, Read};
 use base64::Engine;
 
 use crate::background::Cancel;
-use crate::decode;
+use crate::decode::{self, JpegStream};
 use crate::error::{Error, Result};
 use crate::fetch::{Body, Fetcher, Tail, Validators};
 use crate::incoming::Incoming;
@@ -96,23 +96,47 @@ pub fn tail_limit(opts: &Options) -> u64 {
 /// How a describer gets the end of the file from an offset on, when the body was cut.
 pub type TailReader<'a> = &'a dyn Fn(u64) -> Result<Tail>;
 
-/// Describes a body as it is read: a PNG through the row decoder straight from `rest` (it is
-/// never held whole), anything else from memory once [`Body::read_on`] has read as much of it
-/// as its format needs.
-pub fn describe_incoming(body: Body, rest: Incoming, opts: &Options, tail: TailReader) -> Result<Metadata> {
-    if !body.complete && body.fits(opts) && sniff::sniff(&body.data) == Some(Format::Png) {
-        return png_streamed(body, rest, opts);
+/// Describes a body as it is read: a PNG through the row decoder and a large JPEG through
+/// the DC reader straight from `rest` (neither is held whole), anything else from memory once
+/// [`Body::read_on`] has read as much of it as its format needs.
+pub fn describe_incoming(mut body: Body, mut rest: Incoming, opts: &Options, tail: TailReader) -> Result<Metadata> {
+    if !body.complete && body.fits(opts) {
+        match sniff::sniff(&body.data) {
+            Some(Format::Png) => {
+                let decoding = {
+                    let input = BufReader::with_capacity(STREAM_BUFFER, Cursor::new(&body.data[..]).chain(&mut rest));
+                    decode::png_stream(&body.data, input, opts)
+                };
+                return streamed(body, rest, Format::Png, decoding, opts);
+            }
+            Some(Format::Jpeg) => {
+                let read = decode::jpeg_stream(&mut Cursor::new(&body.data[..]).chain(&mut rest), opts);
+                match read {
+                    JpegStream::Decoded(decoding) => return streamed(body, rest, Format::Jpeg, decoding, opts),
+                    // Not one for the DC reader: read on, and decode from memory. What it read
+                    // is the file from its first byte: part of the head, or the head and more.
+                    JpegStream::Whole(bytes) if bytes.len() > body.data.len() => body.data = bytes,
+                    JpegStream::Whole(_) => {}
+                }
+                if let Some(e) = rest.take_error() {
+                    return Err(e);
+                }
+            }
+            _ => {}
+        }
     }
     describe_with_tail(&body.read_on(rest, opts)?, opts, tail)
 }
 
-/// A PNG decoded as it arrives: the head, then the rest through the decoder and the hash,
-/// then whatever follows the image data through the hash alone.
-fn png_streamed(mut body: Body, mut rest: Incoming, opts: &Options) -> Result<Metadata> {
-    let decoding = {
-        let input = BufReader::with_capacity(STREAM_BUFFER, Cursor::new(&body.data[..]).chain(&mut rest));
-        decode::png_stream(&body.data, input, opts)
-    };
+/// A picture decoded as it arrived (`decoding`, from the head on): whatever follows what its
+/// decoder read goes through the hash alone.
+fn streamed(
+    mut body: Body,
+    mut rest: Incoming,
+    image: Format,
+    decoding: Result<decode::Decoded>,
+    opts: &Options,
+) -> Result<Metadata> {
     // A failed read (a reset, the fetch's time) is the analysis's error, as for a body read
     // whole; the decoder only saw an I/O error.
     if let Some(e) = rest.take_error() {
@@ -129,11 +153,11 @@ fn png_streamed(mut body: Body, mut rest: Incoming, opts: &Options) -> Result<Me
     };
     let past_limit = rest.past_limit();
     (body.length, body.sha256) = rest.finish(ended);
-    let mut meta = known(&body, Some(Format::Png));
+    let mut meta = known(&body, Some(image));
     meta.note = note;
     // Past max_bytes (a body without a Content-Length) it is what the head says, as for a
     // body read whole.
-    with_pixels(meta, &body.data, Format::Png, (!past_limit).then_some(decoding), opts)
+    with_pixels(meta, &body.data, image, (!past_limit).then_some(decoding), opts)
 }
 
 /// Bytes buffered between the stream and a streaming decoder.

@@ -2,8 +2,8 @@
 //! one shrunk picture the BlurHash and, when wanted, the thumbnails ([`crate::thumbnail`]).
 //!
 //! JPEG is decoded at the smallest DCT scale (1/8, 1/4, 1/2) that still gives the shrink enough
-//! pixels: at 1/8 (photos of about 1 MP and more) from the DC coefficients alone by
-//! [`jpeg_dc`], else (or if that reader declines the file) by jpeg-decoder's scaled IDCT. PNG
+//! pixels: at 1/8 (a long side of 2048 px and more: photos of 3 MP and more) from the DC
+//! coefficients alone by [`jpeg_dc`], as the file arrives ([`jpeg_stream`]) or from memory, else (or if that reader declines the file) by jpeg-decoder's scaled IDCT. PNG
 //! goes through the png crate a row at a time ([`png_rows`]), a still opaque lossy WebP a row of
 //! macroblocks at a time ([`vp8`]), GIF (first frame) and other WebP through the image crate.
 //!
@@ -12,14 +12,14 @@
 //! and checked against [`decoder_memory`] (`over_memory`); what no chat client sends
 //! ([`jpeg_markers`]) is measured, not decoded. Either way the header is reported, with a note.
 
-use std::io::{BufRead, Cursor, Seek};
+use std::io::{BufRead, Cursor, Read, Seek};
 
 use image::{metadata::Orientation, DynamicImage, ImageDecoder, ImageFormat};
 
 use crate::background::{self, Yielding};
 use crate::blurhash::{self, Layout, Shrunk, SHRINK_TO};
 use crate::error::{Error, Result};
-use crate::jpeg_dc;
+use crate::jpeg_dc::{self, AtFrame, Streamed};
 use crate::jpeg_markers;
 use crate::options::Options;
 use crate::png_rows::{self, Failure, Forward};
@@ -153,8 +153,8 @@ const JPEG_LONG_SIDE: u32 = 4 * SHRINK_TO;
 fn jpeg(bytes: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
     let markers = jpeg_markers::read(bytes)?;
     if let (Some(why), Some(f)) = (markers.refusal(), markers.frame) {
-        let orientation = markers.exif.and_then(Orientation::from_exif_chunk).map_or(1, Orientation::to_exif);
-        let header = Header { width: f.width as u32, height: f.height as u32, orientation };
+        let header =
+            Header { width: f.width as u32, height: f.height as u32, orientation: markers.orientation.unwrap_or(1) };
         // A picture over max_pixels says so first: that alone would stop it.
         let over = over_limit(header, want_hash, opts).filter(|d| d.note.is_some());
         return Ok(over.unwrap_or(Decoded::header_only(header, Some(why))));
@@ -163,7 +163,7 @@ fn jpeg(bytes: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
     decoder.set_max_decoding_buffer_size(usize::try_from(pixel_memory(opts)).unwrap_or(usize::MAX));
     decoder.read_info()?;
     let info = decoder.info().ok_or("no frame header")?;
-    let orientation = decoder.exif_data().and_then(Orientation::from_exif_chunk).map_or(1, Orientation::to_exif);
+    let orientation = markers.orientation.unwrap_or(1);
     let header = Header { width: info.width as u32, height: info.height as u32, orientation };
     if let Some(done) = over_limit(header, want_hash, opts) {
         return Ok(done);
@@ -172,13 +172,9 @@ fn jpeg(bytes: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
     if let Some(done) = over_memory(header, markers.icc_bytes, "JPEG ICC profile chunks", opts) {
         return Ok(done);
     }
-    // The smallest DCT scale that leaves at least JPEG_LONG_SIDE pixels on the long side.
-    let long = header.width.max(header.height).max(1);
-    let need = |side: u32| (side as u64 * JPEG_LONG_SIDE as u64).div_ceil(long as u64).max(1) as u16;
-    let (need_w, need_h) = (need(header.width), need(header.height));
     // At 1/8 scale only the DC coefficients count: read them alone (most photos), else fall
     // through to jpeg-decoder for whatever that path does not handle.
-    if u32::from(need_w) <= header.width.div_ceil(8) && u32::from(need_h) <= header.height.div_ceil(8) {
+    if at_eighth(header) {
         if let Some(dc) = jpeg_dc::decode(bytes, opts.max_pixels) {
             if (dc.width, dc.height) == (header.width.div_ceil(8), header.height.div_ceil(8)) {
                 return finish(header, &dc.pixels, dc.width, dc.height, dc.layout, opts);
@@ -195,6 +191,7 @@ fn jpeg(bytes: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
             return Ok(done);
         }
     }
+    let (need_w, need_h) = jpeg_scale(header);
     let (w, h) = decoder.scale(need_w, need_h)?;
     let pixels = decoder.decode()?;
     let layout = match info.pixel_format {
@@ -204,6 +201,59 @@ fn jpeg(bytes: &[u8], want_hash: bool, opts: &Options) -> DecodeResult {
         jpeg_decoder::PixelFormat::L16 => return Err("16-bit lossless JPEG is not supported".into()),
     };
     finish(header, &pixels, w as u32, h as u32, layout, opts)
+}
+
+/// The size to decode a JPEG at: the smallest DCT scale's that leaves at least
+/// `JPEG_LONG_SIDE` pixels on the long side.
+fn jpeg_scale(header: Header) -> (u16, u16) {
+    let long = header.width.max(header.height).max(1);
+    let need = |side: u32| (side as u64 * JPEG_LONG_SIDE as u64).div_ceil(long as u64).max(1) as u16;
+    (need(header.width), need(header.height))
+}
+
+/// Whether that scale is 1/8, where a block's DC coefficient is its pixel.
+fn at_eighth(header: Header) -> bool {
+    let (w, h) = jpeg_scale(header);
+    u32::from(w) <= header.width.div_ceil(8) && u32::from(h) <= header.height.div_ceil(8)
+}
+
+/// What reading a JPEG as it arrives gave ([`jpeg_stream`]).
+pub enum JpegStream {
+    Decoded(Result<Decoded>),
+    /// It is decoded from memory after all ([`decode`]): every byte read so far, from the
+    /// first; the rest is still to be read.
+    Whole(Vec<u8>),
+}
+
+/// Decodes a JPEG as it is read from `input` (the file from its first byte), when its frame
+/// header says [`decode`] would take it at 1/8 scale from the DC coefficients (a long side of
+/// 2048 px and more): the file then goes through [`jpeg_dc::stream`] a segment at a time and is
+/// never held. Anything else (a small picture, a layout or coding that reader leaves to
+/// jpeg-decoder) comes back whole as far as read, for the caller to read on and decode from
+/// memory. A file the reader takes but cannot finish (cut, damaged, too many scans) fails with
+/// the reason; there is no second decoder to try, as the bytes are gone.
+pub fn jpeg_stream(input: &mut dyn Read, opts: &Options) -> JpegStream {
+    let (mut header, mut stopped) = (None, None);
+    let streamed = jpeg_dc::stream(input, opts.max_pixels, |width, height, orientation| {
+        let h = Header { width, height, orientation };
+        if let Some(done) = over_limit(h, true, opts) {
+            stopped = Some(done);
+            return AtFrame::Stop;
+        }
+        if !at_eighth(h) {
+            return AtFrame::Whole;
+        }
+        header = Some(h);
+        AtFrame::Decode
+    });
+    let fail = |e| decode_error(Format::Jpeg, e);
+    JpegStream::Decoded(match (streamed, header) {
+        (Streamed::Whole(bytes), _) => return JpegStream::Whole(bytes),
+        (Streamed::Stopped, _) => stopped.ok_or_else(|| fail("stopped at the frame header".into())),
+        (Streamed::Read(dc), Some(h)) => finish(h, &dc.pixels, dc.width, dc.height, dc.layout, opts).map_err(fail),
+        (Streamed::Failed(why), _) => Err(fail(why.into())),
+        (Streamed::Read(_), None) => Err(fail("read without a frame header".into())),
+    })
 }
 
 /// A still, opaque lossy WebP (`frame` its VP8 chunk) a macroblock row at a time into the

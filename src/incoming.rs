@@ -1,9 +1,10 @@
 //! A body as it arrives, from the socket ([`crate::fetch`]) or from an upload's file
 //! ([`crate::source::LocalFile`]): its first bytes in memory, the rest read on only as far as
 //! its format needs ([`crate::analyze::describe_incoming`]): into memory for the formats whose
-//! readers want the whole file, through a streaming decoder for PNG, or through the SHA-256
-//! alone for everything else. Whatever way it is read, every byte goes through the hash once,
-//! and no more than `max_bytes` (and one byte to tell a longer body) is ever read.
+//! readers want the whole file, through a streaming decoder for PNG and large JPEGs, or
+//! through the SHA-256 alone for everything else. Whatever way it is read, every byte goes
+//! through the hash once, and no more than `max_bytes` (and one byte to tell a longer body) is
+//! ever read.
 
 use std::io::{self, Read};
 

@@ -5,14 +5,24 @@
 //! length together, and nothing is dequantised, stored or transformed. Progressive files
 //! are cheaper still: their DC scans are decoded and their AC scans skipped as bytes, so no
 //! coefficient buffer is kept. Baseline, extended and progressive Huffman JPEGs of 8 bits
-//! with one (grey) or three (YCbCr) components take this path; anything else, or anything
-//! this reader does not like (a truncated or malformed scan), gets `None`, and the caller
-//! decodes with jpeg-decoder as before.
+//! with one (grey) or three (YCbCr) components take this path.
+//!
+//! The file is read through a window that holds a segment, or 32 KiB of a scan,
+//! at a time: from memory ([`decode`]: anything this reader does not like, a truncated or
+//! malformed scan, gets `None`, and the caller decodes with jpeg-decoder), or as it arrives
+//! ([`stream`]: until the frame header every byte is kept, so that a file this reader leaves
+//! to jpeg-decoder comes back whole as far as read; past it nothing is, and a file that fails
+//! says why).
+
+use std::borrow::Cow;
+use std::io::{self, Read};
 
 use crate::background;
 use crate::blurhash::Layout;
+use crate::jpeg_markers::Markers;
 
 /// Pixels at 1/8 scale: `ceil(width / 8)` x `ceil(height / 8)` of `layout` (Luma or Rgb).
+#[derive(Debug, PartialEq, Eq)]
 pub struct DcImage {
     pub width: u32,
     pub height: u32,
@@ -184,54 +194,203 @@ fn codes_fit(counts: &[u8; 16]) -> Option<()> {
     Some(())
 }
 
+/// Bytes asked of the input at a time.
+const READ_STEP: usize = 32 * 1024;
+
+/// The file from where the reader is: a file in memory, whole; or the bytes read from
+/// `input` and not yet passed, a segment (at most 64 KiB) and a read's worth beyond, unless
+/// `keep` is set: then every byte from the first stays, for a caller that may want the whole
+/// file after all.
+struct Window<'a> {
+    /// Borrowed: the file in memory (`ended`). Owned: read into up to `end`, with zeroed room
+    /// for the next read beyond (zeroed once, not on every read: a slow socket hands out a
+    /// few hundred bytes a read).
+    buf: Cow<'a, [u8]>,
+    pos: usize,
+    end: usize,
+    input: Option<&'a mut dyn Read>,
+    /// The input has nothing more (its end, a failed read, or the time budget).
+    ended: bool,
+    keep: bool,
+}
+
+impl<'a> Window<'a> {
+    fn new(input: &'a mut dyn Read, keep: bool) -> Window<'a> {
+        Window { buf: Cow::Owned(Vec::new()), pos: 0, end: 0, input: Some(input), ended: false, keep }
+    }
+
+    fn over(bytes: &'a [u8]) -> Window<'a> {
+        Window { buf: Cow::Borrowed(bytes), pos: 0, end: bytes.len(), input: None, ended: true, keep: false }
+    }
+
+    fn rest(&self) -> &[u8] {
+        &self.buf[self.pos..self.end]
+    }
+
+    /// Every byte read, from the first (all of them when `keep` was set throughout).
+    fn into_read(self) -> Vec<u8> {
+        let mut read = self.buf.into_owned();
+        read.truncate(self.end);
+        read
+    }
+
+    /// Whether `n` bytes are there from `pos` on, reading on for them if need be.
+    #[inline]
+    fn has(&mut self, n: usize) -> bool {
+        self.end - self.pos >= n || self.read_on(n)
+    }
+
+    #[cold]
+    fn read_on(&mut self, n: usize) -> bool {
+        let Some(input) = self.input.as_mut().filter(|_| !self.ended) else {
+            return false;
+        };
+        let buf = self.buf.to_mut();
+        if !self.keep && self.pos > 0 {
+            buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
+            self.pos = 0;
+        }
+        while self.end - self.pos < n && !self.ended {
+            let room = (self.pos + n).max(self.end + READ_STEP);
+            if buf.len() < room {
+                buf.resize(room, 0);
+            }
+            let read = match background::yield_point() {
+                Ok(()) => input.read(&mut buf[self.end..]),
+                Err(_) => Ok(0), // the budget is spent: the caller finds out why
+            };
+            match read {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // A failed read ends the data; whoever reads through the input knows why.
+                Ok(0) | Err(_) => self.ended = true,
+                Ok(got) => self.end += got,
+            }
+        }
+        self.end - self.pos >= n
+    }
+
+    /// Moves to the next marker (0xFF, then neither 0 nor 0xFF; past restart markers too
+    /// when `past_restarts`), leaving `pos` at its 0xFF, and gives its code; `None` at the
+    /// end of the data.
+    fn find_marker(&mut self, past_restarts: bool) -> Option<u8> {
+        loop {
+            match self.rest().iter().position(|&b| b == 0xff) {
+                Some(i) => self.pos += i,
+                None => {
+                    self.pos = self.end;
+                    if !self.has(1) {
+                        return None;
+                    }
+                    continue;
+                }
+            }
+            if !self.has(2) {
+                return None;
+            }
+            match self.buf[self.pos + 1] {
+                0 | 0xff => self.pos += 1,
+                0xd0..=0xd7 if past_restarts => self.pos += 2,
+                code => return Some(code),
+            }
+        }
+    }
+
+    /// The segment at `pos` (after its marker): what follows its length, and `pos` past it.
+    fn segment(&mut self) -> Option<&[u8]> {
+        if !self.has(2) {
+            return None;
+        }
+        let len = be16(self.rest(), 0)?.max(2);
+        if !self.has(len) {
+            return None;
+        }
+        let at = self.pos;
+        self.pos += len;
+        Some(&self.buf[at + 2..at + len])
+    }
+}
+
 /// MSB-first bits of an entropy-coded segment, with byte stuffing undone. At a marker or the
 /// end of the data it feeds zeros and counts them, so a scan that reads into them is known
 /// to be truncated or corrupt.
-struct Bits<'a> {
-    data: &'a [u8],
+struct Bits<'w, 'a> {
+    /// The window's bytes, taken for the scan so that the hot path reads fields of its own
+    /// (through the window it measured 3-7 % slower), and given back to the window whenever
+    /// it reads on, and at the end ([`Drop`]).
+    buf: Cow<'a, [u8]>,
     pos: usize,
+    end: usize,
+    w: &'w mut Window<'a>,
     acc: u64,
     n: u32,
     stopped: bool,
     padding: u32,
 }
 
-impl<'a> Bits<'a> {
-    fn new(data: &'a [u8], pos: usize) -> Bits<'a> {
-        Bits { data, pos, acc: 0, n: 0, stopped: false, padding: 0 }
+impl Drop for Bits<'_, '_> {
+    fn drop(&mut self) {
+        self.w.buf = std::mem::take(&mut self.buf);
+        self.w.pos = self.pos;
+    }
+}
+
+impl<'w, 'a> Bits<'w, 'a> {
+    fn new(w: &'w mut Window<'a>) -> Bits<'w, 'a> {
+        let (buf, pos, end) = (std::mem::take(&mut w.buf), w.pos, w.end);
+        Bits { buf, pos, end, w, acc: 0, n: 0, stopped: false, padding: 0 }
     }
 
-    /// Tops the accumulator up to at least 57 bits.
-    #[inline]
+    /// `f` on the window, its bytes given back for the while.
+    fn on_window<T>(&mut self, f: impl FnOnce(&mut Window) -> T) -> T {
+        (self.w.buf, self.w.pos) = (std::mem::take(&mut self.buf), self.pos);
+        let out = f(self.w);
+        (self.buf, self.pos, self.end) = (std::mem::take(&mut self.w.buf), self.w.pos, self.w.end);
+        out
+    }
+
+    /// Tops the accumulator up to at least 57 bits: eight bytes at once when none is 0xFF.
+    /// (Inlined into the scan loops; the rest is out of line, so that it stays small.)
+    #[inline(always)]
     fn refill(&mut self) {
         if self.n > 56 {
             return;
         }
-        if !self.stopped {
-            if let Some(word) = self.data.get(self.pos..self.pos + 8) {
-                let word = u64::from_be_bytes(word.try_into().unwrap_or([0; 8]));
-                let x = !word; // a zero byte here is a 0xFF in the data
-                if x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080 == 0 {
-                    let take = (64 - self.n) / 8;
-                    let bits = if take == 8 { word } else { word >> (64 - 8 * take) };
-                    self.n += 8 * take;
-                    self.acc |= bits << (64 - self.n);
-                    self.pos += take as usize;
-                    return;
-                }
+        if !self.stopped && self.end - self.pos >= 8 {
+            let word = u64::from_be_bytes(self.buf[self.pos..self.pos + 8].try_into().unwrap_or([0; 8]));
+            let x = !word; // a zero byte here is a 0xFF in the data
+            if x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080 == 0 {
+                let take = (64 - self.n) / 8;
+                let bits = if take == 8 { word } else { word >> (64 - 8 * take) };
+                self.n += 8 * take;
+                self.acc |= bits << (64 - self.n);
+                self.pos += take as usize;
+                return;
             }
         }
+        self.refill_bytewise();
+    }
+
+    /// A byte at a time: near a 0xFF (stuffed, or a marker), at the window's end (reading on),
+    /// and past the data.
+    #[cold]
+    #[inline(never)]
+    fn refill_bytewise(&mut self) {
         while self.n <= 56 {
             let byte = if self.stopped {
                 None
             } else {
-                match (self.data.get(self.pos), self.data.get(self.pos + 1)) {
-                    (Some(0xff), Some(0)) => {
+                // Two bytes, to tell a stuffed 0xFF from a marker (at the end, one will do).
+                if self.end - self.pos < 2 {
+                    self.on_window(|w| w.has(2));
+                }
+                match self.buf[self.pos..self.end] {
+                    [0xff, 0, ..] => {
                         self.pos += 2;
                         Some(0xff)
                     }
-                    (Some(0xff), _) | (None, _) => None,
-                    (Some(&b), _) => {
+                    [0xff, ..] | [] => None,
+                    [b, ..] => {
                         self.pos += 1;
                         Some(b)
                     }
@@ -280,36 +439,13 @@ impl<'a> Bits<'a> {
 
     /// Drops what is buffered (fill bits before a marker) and steps over an RST marker.
     fn restart(&mut self) -> Option<()> {
-        let at = next_marker(self.data, self.pos)?;
-        if !(0xd0..=0xd7).contains(&self.data[at + 1]) || !self.intact() {
+        let code = self.on_window(|w| w.find_marker(false))?;
+        if !(0xd0..=0xd7).contains(&code) || !self.intact() {
             return None;
         }
-        *self = Bits::new(self.data, at + 2);
+        self.pos += 2;
+        (self.acc, self.n, self.stopped, self.padding) = (0, 0, false, 0);
         Some(())
-    }
-}
-
-/// The position of the next marker (0xFF then neither 0 nor 0xFF) at or after `from`.
-fn next_marker(data: &[u8], mut from: usize) -> Option<usize> {
-    loop {
-        let at = from + data.get(from..)?.iter().position(|&b| b == 0xff)?;
-        match data.get(at + 1) {
-            Some(0) | Some(0xff) => from = at + 1,
-            Some(_) => return Some(at),
-            None => return None,
-        }
-    }
-}
-
-/// The next marker that is not a restart marker: the end of an entropy-coded segment.
-fn segment_end(data: &[u8], mut from: usize) -> Option<usize> {
-    loop {
-        let at = next_marker(data, from)?;
-        if (0xd0..=0xd7).contains(&data[at + 1]) {
-            from = at + 2;
-        } else {
-            return Some(at);
-        }
     }
 }
 
@@ -342,33 +478,156 @@ fn be16(d: &[u8], at: usize) -> Option<usize> {
     Some(u16::from_be_bytes([*d.get(at)?, *d.get(at + 1)?]) as usize)
 }
 
+/// What the caller of [`stream`] says once the frame header is read, before any scan is.
+pub enum AtFrame {
+    /// Read the picture at 1/8 scale.
+    Decode,
+    /// Nothing more is wanted from the pixels (the caller has its answer).
+    Stop,
+    /// The caller decodes this file another way: give it back whole.
+    Whole,
+}
+
+/// How reading a JPEG as it arrives ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Streamed {
+    Read(DcImage),
+    /// `at_frame` said [`AtFrame::Stop`].
+    Stopped,
+    /// Not a file this reader takes, or the caller wants it whole: every byte read so far from
+    /// the first; the rest of the file is still to be read.
+    Whole(Vec<u8>),
+    /// The picture was being read when the file turned out cut, damaged or over a limit: why.
+    Failed(String),
+}
+
 /// Decodes `bytes` to 1/8 scale from the DC coefficients, or `None` if this reader does not
 /// handle the file (the caller then uses jpeg-decoder), its frame has more than `max_pixels`
-/// pixels, or the analysis's time budget is spent (`background::check` tells). The memory here is four bytes per block and component, plus the output.
+/// pixels, or the analysis's time budget is spent (`background::check` tells).
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Option<DcImage> {
-    if bytes.get(..2)? != [0xff, 0xd8] {
+    match read(Window::over(bytes), max_pixels, |_, _, _| AtFrame::Decode) {
+        Streamed::Read(image) => Some(image),
+        _ => None,
+    }
+}
+
+/// Decodes a JPEG to 1/8 scale as it is read from `input` (from its first byte), holding a
+/// segment's worth of it at a time. At the frame header `at_frame` gets the picture's width,
+/// height and EXIF orientation and says what to do; until then every byte is kept, so that a
+/// file this reader does not take (or one the caller wants whole) comes back whole so far.
+/// Past the frame header, the scans' count and passes are held to [`crate::jpeg_markers`]' limits
+/// as they come.
+pub fn stream(input: &mut dyn Read, max_pixels: u64, at_frame: impl FnOnce(u32, u32, u8) -> AtFrame) -> Streamed {
+    read(Window::new(input, true), max_pixels, at_frame)
+}
+
+/// Where reading stands, for telling why it stopped.
+#[derive(Default)]
+struct Progress {
+    /// The caller said to decode (every byte read before is then let go).
+    accepted: bool,
+    stopped: bool,
+    /// Why the file is refused, when a rule says so (not just a read that failed).
+    refusal: Option<String>,
+}
+
+fn read(mut w: Window, max_pixels: u64, at_frame: impl FnOnce(u32, u32, u8) -> AtFrame) -> Streamed {
+    let mut progress = Progress::default();
+    let image = read_file(&mut w, max_pixels, &mut Some(at_frame), &mut progress);
+    match (image, progress) {
+        (Some(image), _) => Streamed::Read(image),
+        (None, Progress { stopped: true, .. }) => Streamed::Stopped,
+        (None, Progress { accepted: false, .. }) => Streamed::Whole(w.into_read()),
+        (None, Progress { refusal: Some(why), .. }) => Streamed::Failed(why),
+        (None, _) if w.ended && w.rest().len() < 2 => Streamed::Failed("the file ends inside its scans".into()),
+        (None, _) => Streamed::Failed("its scans are damaged".into()),
+    }
+}
+
+/// Huffman and quantisation tables, and the other state that segments set for the scans.
+#[derive(Default)]
+struct Tables {
+    quant: [Option<i32>; 4],
+    dc: [Slot; 4],
+    ac: [Slot; 4],
+    restart_interval: usize,
+    adobe_transform: Option<u8>,
+}
+
+/// Reads the file's markers, frame header and scans from `w`: `None` if it declines the file
+/// (`progress` says at what point) or the budget is spent.
+fn read_file<F: FnOnce(u32, u32, u8) -> AtFrame>(
+    w: &mut Window,
+    max_pixels: u64,
+    at_frame: &mut Option<F>,
+    progress: &mut Progress,
+) -> Option<DcImage> {
+    if !w.has(2) || w.rest()[..2] != [0xff, 0xd8] {
         return None;
     }
-    let mut pos = 2;
-    let mut quant = [None::<i32>; 4];
-    let mut dc_tables: [Slot; 4] = Default::default();
-    let mut ac_tables: [Slot; 4] = Default::default();
-    let mut restart_interval = 0usize;
-    let mut adobe_transform = None;
+    w.pos += 2;
+    let mut markers = Markers::default();
+    let mut t = Tables::default();
     let mut frame: Option<Frame> = None;
     loop {
-        pos = next_marker(bytes, pos)?;
-        let marker = bytes[pos + 1];
-        pos += 2;
+        let marker = w.find_marker(false)?;
+        w.pos += 2;
         if marker == 0xd9 {
             break; // EOI
         }
         if (0xd0..=0xd7).contains(&marker) || marker == 0x01 {
             continue; // no length
         }
-        let len = be16(bytes, pos)?;
-        let seg = bytes.get(pos + 2..pos + len.max(2))?;
-        pos += len;
+        let seg = w.segment()?;
+        markers.add(marker, seg);
+        match marker {
+            0xc0..=0xc2 => {
+                if frame.is_some() {
+                    progress.refusal = markers.refusal_so_far(); // a second frame: hierarchical
+                    return None;
+                }
+                let f = frame.insert(frame_header(marker, seg, &t)?);
+                if markers.refusal_so_far().is_some() {
+                    return None; // the caller's other way says why
+                }
+                let orientation = markers.orientation.unwrap_or(1);
+                match at_frame.take()?(f.width as u32, f.height as u32, orientation) {
+                    AtFrame::Decode => progress.accepted = true,
+                    AtFrame::Stop => {
+                        progress.stopped = true;
+                        return None;
+                    }
+                    AtFrame::Whole => return None,
+                }
+                w.keep = false;
+                if f.allocate(max_pixels).is_none() {
+                    progress.refusal = Some(format!("more than max_pixels ({max_pixels})"));
+                    return None;
+                }
+            }
+            0xc3 | 0xc5..=0xc7 | 0xc9..=0xcb | 0xcd..=0xcf => return None, // lossless, hierarchical, arithmetic
+            0xda => {
+                let f = frame.as_mut()?;
+                if let Some(why) = markers.refusal_so_far() {
+                    progress.refusal = Some(why);
+                    return None;
+                }
+                let header = seg.to_vec();
+                read_scan(w, &header, f, &mut t)?;
+            }
+            _ => t.define(marker, seg)?,
+        }
+    }
+    let f = frame?;
+    if f.comps.iter().any(|c| !c.scanned) {
+        return None;
+    }
+    Some(pixels(&f))
+}
+
+impl Tables {
+    /// Takes in a segment that defines tables or a setting for the scans (others pass).
+    fn define(&mut self, marker: u8, seg: &[u8]) -> Option<()> {
         match marker {
             0xdb => {
                 let mut s = seg;
@@ -377,7 +636,7 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Option<DcImage> {
                     let size = if sixteen { 128 } else { 64 };
                     let table = s.get(1..1 + size)?;
                     let q0 = if sixteen { be16(table, 0)? as i32 } else { table[0] as i32 };
-                    *quant.get_mut(id)? = Some(q0);
+                    *self.quant.get_mut(id)? = Some(q0);
                     s = &s[1 + size..];
                 }
             }
@@ -389,131 +648,138 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Option<DcImage> {
                     let symbols = s.get(17..17 + total)?;
                     let (class, id) = (tc_th >> 4, (tc_th & 15) as usize);
                     match class {
-                        0 => dc_tables.get_mut(id)?.define(counts, symbols)?,
-                        1 => ac_tables.get_mut(id)?.define(counts, symbols)?,
+                        0 => self.dc.get_mut(id)?.define(counts, symbols)?,
+                        1 => self.ac.get_mut(id)?.define(counts, symbols)?,
                         _ => return None,
                     }
                     s = &s[17 + total..];
                 }
             }
-            0xdd => restart_interval = be16(seg, 0)?,
-            0xee if seg.starts_with(b"Adobe") => adobe_transform = seg.get(11).copied(),
-            0xc0..=0xc2 => {
-                if frame.is_some() || *seg.first()? != 8 {
-                    return None;
-                }
-                let (height, width, n) = (be16(seg, 1)?, be16(seg, 3)?, *seg.get(5)? as usize);
-                if width == 0 || height == 0 || !(n == 1 || n == 3) || (width * height) as u64 > max_pixels {
-                    return None;
-                }
-                let mut comps = Vec::with_capacity(n);
-                for c in seg.get(6..6 + 3 * n)?.chunks_exact(3) {
-                    let (h, v) = ((c[1] >> 4) as usize, (c[1] & 15) as usize);
-                    if !(1..=4).contains(&h) || !(1..=4).contains(&v) || c[2] > 3 {
-                        return None;
-                    }
-                    comps.push(Component {
-                        id: c[0],
-                        h,
-                        v,
-                        quant: c[2] as usize,
-                        q0: 0,
-                        dc: Vec::new(),
-                        blocks_w: 0,
-                        used_w: 0,
-                        used_h: 0,
-                        scanned: false,
-                    });
-                }
-                if n == 3 && (adobe_transform == Some(0) || comps.iter().map(|c| c.id).eq(*b"RGB")) {
-                    return None; // stored as RGB, not YCbCr
-                }
-                let hmax = comps.iter().map(|c| c.h).max()?;
-                let vmax = comps.iter().map(|c| c.v).max()?;
-                let (mcus_x, mcus_y) = (width.div_ceil(8 * hmax), height.div_ceil(8 * vmax));
-                for c in &mut comps {
-                    c.blocks_w = if n == 1 { width.div_ceil(8) } else { mcus_x * c.h };
-                    let blocks_h = if n == 1 { height.div_ceil(8) } else { mcus_y * c.v };
-                    c.dc = vec![0; c.blocks_w * blocks_h];
-                    c.used_w = (width * c.h).div_ceil(hmax).div_ceil(8);
-                    c.used_h = (height * c.v).div_ceil(vmax).div_ceil(8);
-                }
-                let (mcus_x, mcus_y) = if n == 1 { (width.div_ceil(8), height.div_ceil(8)) } else { (mcus_x, mcus_y) };
-                frame = Some(Frame { width, height, progressive: marker == 0xc2, comps, mcus_x, mcus_y });
-            }
-            0xc3 | 0xc5..=0xc7 | 0xc9..=0xcb | 0xcd..=0xcf => return None, // lossless, hierarchical, arithmetic
-            0xda => {
-                let f = frame.as_mut()?;
-                let ns = *seg.first()? as usize;
-                let sel = seg.get(1..1 + 2 * ns)?;
-                let &[ss, se, ahal] = seg.get(1 + 2 * ns..4 + 2 * ns)? else { return None };
-                let (ah, al) = (ahal >> 4, (ahal & 15) as u32);
-                if f.progressive && ss != 0 {
-                    pos = segment_end(bytes, pos)?; // an AC scan: nothing in it matters at 1/8 scale
-                    continue;
-                }
-                if (f.progressive && se != 0) || (!f.progressive && (ss != 0 || se != 63 || ahal != 0)) || ns == 0 {
-                    return None;
-                }
-                // The tables this scan uses: built now (and only now), then borrowed.
-                for s in sel.chunks_exact(2) {
-                    if ah == 0 {
-                        dc_tables.get_mut((s[1] >> 4) as usize)?.build(false)?;
-                    }
-                    if !f.progressive {
-                        ac_tables.get_mut((s[1] & 15) as usize)?.build(true)?;
-                    }
-                }
-                let mut scan = Vec::with_capacity(ns);
-                for s in sel.chunks_exact(2) {
-                    let ci = f.comps.iter().position(|c| c.id == s[0])?;
-                    if scan.iter().any(|&(i, _, _)| i == ci) {
-                        return None;
-                    }
-                    let dc = if ah == 0 { Some(dc_tables.get((s[1] >> 4) as usize)?.built.as_ref()?) } else { None };
-                    let ac =
-                        if f.progressive { None } else { Some(ac_tables.get((s[1] & 15) as usize)?.built.as_ref()?) };
-                    scan.push((ci, dc, ac));
-                }
-                if ah == 0 {
-                    for &(ci, _, _) in &scan {
-                        let c = &mut f.comps[ci];
-                        if c.scanned {
-                            // T.81 allows one first pass per component (one scan in a
-                            // sequential frame); more would each cost a pass over the picture.
-                            return None;
-                        }
-                        c.q0 = quant[c.quant]?;
-                        c.scanned = true;
-                    }
-                } else if scan.iter().any(|&(ci, _, _)| !f.comps[ci].scanned) {
-                    return None; // a refinement before the first pass
-                }
-                // Where the decoder stopped is at most the fill bits before the next marker.
-                pos = segment_end(bytes, decode_scan(bytes, pos, f, &scan, restart_interval, al)?)?;
-            }
+            0xdd => self.restart_interval = be16(seg, 0)?,
+            0xee if seg.starts_with(b"Adobe") => self.adobe_transform = seg.get(11).copied(),
             _ => {}
         }
+        Some(())
     }
-    let f = frame?;
-    if f.comps.iter().any(|c| !c.scanned) {
-        return None;
-    }
-    Some(pixels(&f))
 }
 
+/// The frame of a baseline, extended or progressive (`marker` SOF0 to SOF2) frame header,
+/// its DC planes not yet allocated; `None` for what this reader does not take (not 8 bits, not
+/// 1 or 3 components, stored as RGB).
+fn frame_header(marker: u8, seg: &[u8], t: &Tables) -> Option<Frame> {
+    if *seg.first()? != 8 {
+        return None;
+    }
+    let (height, width, n) = (be16(seg, 1)?, be16(seg, 3)?, *seg.get(5)? as usize);
+    if width == 0 || height == 0 || !(n == 1 || n == 3) {
+        return None;
+    }
+    let mut comps = Vec::with_capacity(n);
+    for c in seg.get(6..6 + 3 * n)?.chunks_exact(3) {
+        let (h, v) = ((c[1] >> 4) as usize, (c[1] & 15) as usize);
+        if !(1..=4).contains(&h) || !(1..=4).contains(&v) || c[2] > 3 {
+            return None;
+        }
+        comps.push(Component {
+            id: c[0],
+            h,
+            v,
+            quant: c[2] as usize,
+            q0: 0,
+            dc: Vec::new(),
+            blocks_w: 0,
+            used_w: 0,
+            used_h: 0,
+            scanned: false,
+        });
+    }
+    if n == 3 && (t.adobe_transform == Some(0) || comps.iter().map(|c| c.id).eq(*b"RGB")) {
+        return None; // stored as RGB, not YCbCr
+    }
+    let hmax = comps.iter().map(|c| c.h).max()?;
+    let vmax = comps.iter().map(|c| c.v).max()?;
+    let (mcus_x, mcus_y) = (width.div_ceil(8 * hmax), height.div_ceil(8 * vmax));
+    for c in &mut comps {
+        c.blocks_w = if n == 1 { width.div_ceil(8) } else { mcus_x * c.h };
+        c.used_w = (width * c.h).div_ceil(hmax).div_ceil(8);
+        c.used_h = (height * c.v).div_ceil(vmax).div_ceil(8);
+    }
+    let (mcus_x, mcus_y) = if n == 1 { (width.div_ceil(8), height.div_ceil(8)) } else { (mcus_x, mcus_y) };
+    Some(Frame { width, height, progressive: marker == 0xc2, comps, mcus_x, mcus_y })
+}
+
+impl Frame {
+    /// Makes each component's DC plane (whole MCUs of blocks), unless the frame has more than
+    /// `max_pixels` pixels.
+    fn allocate(&mut self, max_pixels: u64) -> Option<()> {
+        if (self.width * self.height) as u64 > max_pixels {
+            return None;
+        }
+        let single = self.comps.len() == 1;
+        for c in &mut self.comps {
+            let blocks_h = if single { self.height.div_ceil(8) } else { self.mcus_y * c.v };
+            c.dc = vec![0; c.blocks_w * blocks_h];
+        }
+        Some(())
+    }
+}
 type ScanComponent<'t> = (usize, Option<&'t Huffman>, Option<&'t Huffman>);
 
-/// Decodes one scan's DC values into the frame; returns where its data stopped.
-fn decode_scan(
-    bytes: &[u8],
-    pos: usize,
-    f: &mut Frame,
-    scan: &[ScanComponent],
-    restart_interval: usize,
-    al: u32,
-) -> Option<usize> {
-    let mut bits = Bits::new(bytes, pos);
+/// Reads one scan (`header`, its SOS segment): its DC values into the frame, or, for a
+/// progressive AC scan, nothing (at 1/8 scale it does not matter); `w` is left at the marker
+/// after its data.
+fn read_scan(w: &mut Window, header: &[u8], f: &mut Frame, t: &mut Tables) -> Option<()> {
+    let ns = *header.first()? as usize;
+    let sel = header.get(1..1 + 2 * ns)?;
+    let &[ss, se, ahal] = header.get(1 + 2 * ns..4 + 2 * ns)? else { return None };
+    let (ah, al) = (ahal >> 4, (ahal & 15) as u32);
+    if f.progressive && ss != 0 {
+        return w.find_marker(true).map(|_| ()); // stepped over as bytes
+    }
+    if (f.progressive && se != 0) || (!f.progressive && (ss != 0 || se != 63 || ahal != 0)) || ns == 0 {
+        return None;
+    }
+    // The tables this scan uses: built now (and only now), then borrowed.
+    for s in sel.chunks_exact(2) {
+        if ah == 0 {
+            t.dc.get_mut((s[1] >> 4) as usize)?.build(false)?;
+        }
+        if !f.progressive {
+            t.ac.get_mut((s[1] & 15) as usize)?.build(true)?;
+        }
+    }
+    let mut scan = Vec::with_capacity(ns);
+    for s in sel.chunks_exact(2) {
+        let ci = f.comps.iter().position(|c| c.id == s[0])?;
+        if scan.iter().any(|&(i, _, _)| i == ci) {
+            return None;
+        }
+        let dc = if ah == 0 { Some(t.dc.get((s[1] >> 4) as usize)?.built.as_ref()?) } else { None };
+        let ac = if f.progressive { None } else { Some(t.ac.get((s[1] & 15) as usize)?.built.as_ref()?) };
+        scan.push((ci, dc, ac));
+    }
+    if ah == 0 {
+        for &(ci, _, _) in &scan {
+            let c = &mut f.comps[ci];
+            if c.scanned {
+                // T.81 allows one first pass per component (one scan in a sequential frame);
+                // more would each cost a pass over the picture.
+                return None;
+            }
+            c.q0 = t.quant[c.quant]?;
+            c.scanned = true;
+        }
+    } else if scan.iter().any(|&(ci, _, _)| !f.comps[ci].scanned) {
+        return None; // a refinement before the first pass
+    }
+    decode_scan(w, f, &scan, t.restart_interval, al)?;
+    // Where the decoder stopped is at most the fill bits before the next marker.
+    w.find_marker(true).map(|_| ())
+}
+
+/// Decodes one scan's DC values into the frame, from the start of its data in `w`.
+fn decode_scan(w: &mut Window, f: &mut Frame, scan: &[ScanComponent], restart_interval: usize, al: u32) -> Option<()> {
+    let mut bits = Bits::new(w);
     let mut pred = [0i32; 4];
     let single = scan.len() == 1;
     let (mcus_x, mcus_y) = if single {
@@ -569,7 +835,7 @@ fn decode_scan(
             }
         }
     }
-    bits.intact().then_some(bits.pos)
+    bits.intact().then_some(())
 }
 
 /// Steps over the 63 AC coefficients of a block.

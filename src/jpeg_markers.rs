@@ -1,11 +1,14 @@
-//! What a JPEG's markers say, read before any decoder runs: the frame (its coding process and
-//! size), the EXIF block, and how many scans follow it.
+//! What a JPEG's markers say, read before any decoder runs (or, for a JPEG read as it arrives,
+//! by [`crate::jpeg_dc`] segment by segment as it goes): the frame (its coding process and
+//! size), the EXIF orientation, and how many scans follow it.
 //!
 //! This is where JPEGs that no chat client sends are refused: lossless, hierarchical and
 //! arithmetic-coded frames, and more scans than any encoder writes. A decoder pays for each
 //! scan with a pass over the whole picture, whatever the scan holds: issue 18's 185-byte
 //! lossless file of ten empty scans took jpeg-decoder 13.6 s and 1.1 GiB, and 10 KB of empty
 //! baseline scans 8.3 s. Such a file is measured (its frame header) and not decoded.
+
+use image::metadata::Orientation;
 
 use crate::background;
 use crate::error::Result;
@@ -54,7 +57,7 @@ impl Frame {
 
 /// The markers of one file, up to its end (EOI) or as far as it goes.
 #[derive(Debug, Clone, Default)]
-pub struct Markers<'a> {
+pub struct Markers {
     /// The first frame header.
     pub frame: Option<Frame>,
     /// Frame headers seen (more than one: a hierarchical file).
@@ -63,8 +66,9 @@ pub struct Markers<'a> {
     pub hierarchical: bool,
     /// Scan headers seen after the first frame header.
     pub scans: usize,
-    /// The TIFF block of the last EXIF APP1 segment before the frame (as jpeg-decoder keeps it).
-    pub exif: Option<&'a [u8]>,
+    /// The EXIF orientation (1 to 8) of the last EXIF APP1 segment before the frame (the one
+    /// jpeg-decoder keeps); `None` without one.
+    pub orientation: Option<u8>,
     /// Bytes of ICC profile chunks (APP2 segments), which jpeg-decoder copies, all of them.
     pub icc_bytes: u64,
     /// The decoding work of the scans, in passes over the picture's blocks.
@@ -78,9 +82,16 @@ pub struct Markers<'a> {
     components: Vec<(u8, u8, u8)>,
 }
 
-impl Markers<'_> {
+impl Markers {
     /// Why the file is measured and not decoded, or `None` if a decoder may have it.
     pub fn refusal(&self) -> Option<String> {
+        self.refusal_so_far().or_else(|| self.damaged())
+    }
+
+    /// What [`Markers::refusal`] says from the markers seen so far, for a reader that meets
+    /// them as it decodes: the coding process, the number of scans and their passes. (Whether
+    /// the scans hold enough data is known only at the end.)
+    pub fn refusal_so_far(&self) -> Option<String> {
         let f = self.frame?;
         let process = if f.hierarchical() || self.hierarchical || self.frames > 1 {
             Some("hierarchical")
@@ -107,12 +118,12 @@ impl Markers<'_> {
         if self.scans > most {
             return Some(format!("{} scans in {of}: not decoded", self.scans));
         }
-        if self.passes > MAX_PASSES {
-            return Some(format!(
-                "its scans take {:.0} passes over the picture (most {MAX_PASSES}): not decoded",
-                self.passes
-            ));
-        }
+        (self.passes > MAX_PASSES).then(|| {
+            format!("its scans take {:.0} passes over the picture (most {MAX_PASSES}): not decoded", self.passes)
+        })
+    }
+
+    fn damaged(&self) -> Option<String> {
         // Less than half the data its scans need: empty scans, or a file cut in its first ones.
         // A decoder would fill the picture in from nothing, at full cost.
         (self.data_bytes * 16 < self.least_bits).then(|| {
@@ -140,6 +151,29 @@ impl Markers<'_> {
             .collect();
         let total = per.iter().map(|c| c.1).sum();
         (per, total)
+    }
+
+    /// Takes in one marker segment: `marker` (the byte after 0xFF) and what follows its length.
+    pub fn add(&mut self, marker: u8, seg: &[u8]) {
+        match marker {
+            0xc0..=0xc3 | 0xc5..=0xc7 | 0xc9..=0xcb | 0xcd..=0xcf => {
+                self.frames += 1;
+                if self.frame.is_none() {
+                    if let (Some(height), Some(width), Some(&components)) = (be16(seg, 1), be16(seg, 3), seg.get(5)) {
+                        self.frame = Some(Frame { marker, width: width as u16, height: height as u16, components });
+                        let specs = seg.get(6..).unwrap_or_default().chunks_exact(3).take(components as usize);
+                        self.components = specs.map(|c| (c[0], c[1] >> 4, c[1] & 15)).collect();
+                    }
+                }
+            }
+            0xde | 0xdf => self.hierarchical = true,
+            0xe1 if self.frame.is_none() && seg.starts_with(b"Exif\0\0") => {
+                self.orientation = Some(Orientation::from_exif_chunk(&seg[6..]).map_or(1, Orientation::to_exif));
+            }
+            0xe2 if seg.starts_with(b"ICC_PROFILE\0") => self.icc_bytes += seg.len() as u64,
+            0xda if self.frame.is_some() => self.scan(seg),
+            _ => {}
+        }
     }
 
     /// Counts a scan (its header `seg`) and the work and data it needs.
@@ -192,7 +226,7 @@ fn next_marker(data: &[u8], mut from: usize) -> Result<Option<usize>> {
 
 /// Reads the markers of `bytes` (a JPEG: SOI first). Linear in the file's size, with yield
 /// points; fails only when the time budget is spent.
-pub fn read(bytes: &[u8]) -> Result<Markers<'_>> {
+pub fn read(bytes: &[u8]) -> Result<Markers> {
     let mut m = Markers::default();
     if bytes.get(..2) != Some(&[0xff, 0xd8]) {
         return Ok(m);
@@ -216,25 +250,9 @@ pub fn read(bytes: &[u8]) -> Result<Markers<'_>> {
         let Some(len) = be16(bytes, pos) else { break };
         let seg = bytes.get(pos + 2..(pos + len).max(pos + 2)).unwrap_or_default();
         pos += len.max(2);
-        match marker {
-            0xc0..=0xc3 | 0xc5..=0xc7 | 0xc9..=0xcb | 0xcd..=0xcf => {
-                m.frames += 1;
-                if m.frame.is_none() {
-                    if let (Some(height), Some(width), Some(&components)) = (be16(seg, 1), be16(seg, 3), seg.get(5)) {
-                        m.frame = Some(Frame { marker, width: width as u16, height: height as u16, components });
-                        let specs = seg.get(6..).unwrap_or_default().chunks_exact(3).take(components as usize);
-                        m.components = specs.map(|c| (c[0], c[1] >> 4, c[1] & 15)).collect();
-                    }
-                }
-            }
-            0xde | 0xdf => m.hierarchical = true,
-            0xe1 if m.frame.is_none() && seg.starts_with(b"Exif\0\0") => m.exif = Some(&seg[6..]),
-            0xe2 if seg.starts_with(b"ICC_PROFILE\0") => m.icc_bytes += seg.len() as u64,
-            0xda if m.frame.is_some() => {
-                m.scan(seg);
-                data_from = Some(pos); // stepped over by the next search for a marker
-            }
-            _ => {}
+        m.add(marker, seg);
+        if marker == 0xda && m.frame.is_some() {
+            data_from = Some(pos); // stepped over by the next search for a marker
         }
     }
     Ok(m)
@@ -266,12 +284,14 @@ mod tests {
 
     #[test]
     fn frame_scans_and_exif_are_read() {
-        let app1 = [&[0xff, 0xe1, 0, 10][..], b"Exif\0\0MM"].concat();
+        // A TIFF block of one IFD entry: orientation (0x0112) 6.
+        let tiff = b"MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0";
+        let app1 = [&[0xff, 0xe1, 0, 34][..], b"Exif\0\0", tiff].concat();
         let app2 = [&[0xff, 0xe2, 0, 18][..], b"ICC_PROFILE\0\x01\x01abcd"].concat();
         let bytes = file(&[app1, app2.clone(), sof(0xc0, 3), sos(), app2, sos(), sos()]);
         let m = read(&bytes).unwrap();
         assert_eq!(m.frame, Some(Frame { marker: 0xc0, width: 32, height: 16, components: 3 }));
-        assert_eq!((m.frames, m.scans, m.exif, m.icc_bytes), (1, 3, Some(&b"MM"[..]), 2 * 16));
+        assert_eq!((m.frames, m.scans, m.orientation, m.icc_bytes), (1, 3, Some(6), 2 * 16));
         assert_eq!(m.refusal(), None);
     }
 

@@ -16,7 +16,7 @@
 //! - [`decode`]: pixels from JPEG (scaled DCT), PNG, GIF and WebP under limits;
 //! - [`png_rows`]: PNG a row at a time into the shrink, its ICC and text chunks unread;
 //! - [`jpeg_markers`]: a JPEG's frame and scan count, and the kinds refused before decoding;
-//! - [`jpeg_dc`]: large JPEGs at 1/8 scale from their DC coefficients alone;
+//! - [`jpeg_dc`]: large JPEGs at 1/8 scale from their DC coefficients alone, as they arrive;
 //! - [`vp8`]: a still, opaque lossy WebP a macroblock row at a time into the shrink;
 //! - [`webp`], [`vp8l`]: what image-webp will allocate for the other WebP files (alpha,
 //!   lossless, animated), read from their chunks and lossless bitstream before it runs (it

@@ -515,11 +515,38 @@ fn streamed_png() -> Vec<u8> {
     img
 }
 
+/// A photo large enough (a long side of 2048 px) to be read at 1/8 scale, so it goes through
+/// the DC reader as it arrives, and several times the 64 KiB head.
+fn streamed_jpeg() -> Vec<u8> {
+    let img = jpeg(&photo(2048, 1536));
+    assert!(img.len() > 4 * 64 * 1024, "{}", img.len());
+    img
+}
+
 #[test]
 fn a_content_length_larger_than_the_body_is_an_error() {
-    for img in [png(&photo(32, 32)), streamed_png()] {
+    for img in [png(&photo(32, 32)), streamed_png(), streamed_jpeg()] {
         a_short_body_is_an_error(img);
     }
+}
+
+/// A JPEG the server sends whole as far as it has it (its Content-Length true), cut inside its
+/// scans: what was known before the pixels stays (size, type, dimensions from the frame
+/// header), the error is named, and there is no blurhash, as for a file read whole.
+#[test]
+fn a_jpeg_cut_inside_its_scans_keeps_its_size_type_and_dimensions() {
+    let img = streamed_jpeg();
+    let cut = img[..img.len() * 2 / 3].to_vec();
+    let len = cut.len();
+    let s = Server::start(vec![("/cut.jpg", Reply::Ok("image/jpeg", cut))]);
+    let m = run(&s.url("/cut.jpg"), local()).unwrap();
+    assert_eq!((m.bytes, m.mime.as_deref()), (Some(len as u64), Some("image/jpeg")));
+    assert_eq!((m.width, m.height, m.blurhash.as_deref()), (Some(2048), Some(1536), None));
+    assert_eq!(m.error_kind, Some("undecodable"), "{m:?}");
+    assert!(m.note.as_deref().is_some_and(|n| n.contains("the file ends inside its scans")), "{m:?}");
+    // Whole, the same file is read to the end.
+    let s = Server::start(vec![("/whole.jpg", Reply::Ok("image/jpeg", img))]);
+    assert!(run(&s.url("/whole.jpg"), local()).unwrap().blurhash.is_some());
 }
 
 fn a_short_body_is_an_error(img: Vec<u8>) {

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 mod common;
 
+use common::trickle::Trickle;
 use media_metadata::blurhash::Layout;
-use media_metadata::jpeg_dc;
+use media_metadata::jpeg_dc::{self, AtFrame, Streamed};
 
 fn fixtures() -> Vec<(String, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jpeg");
@@ -199,5 +200,80 @@ fn a_second_first_pass_over_a_component_is_declined() {
         let mut twice = once[..first_scan_end].to_vec();
         twice.extend_from_slice(&once[sos..]);
         assert!(jpeg_dc::decode(&twice, u64::MAX).is_none(), "progressive {progressive}: the first scan twice");
+    }
+}
+
+/// Reading as the file arrives, a few bytes a read (every window boundary falls somewhere in
+/// a scan): the same picture as from memory, or the file back whole as far as read when the
+/// reader leaves it to jpeg-decoder; `at_frame` sees the frame's size and EXIF orientation.
+#[test]
+fn a_file_read_as_it_arrives_gives_what_it_gives_from_memory() {
+    let mut fixtures = fixtures();
+    let rotated = common::with_exif_orientation(&fixtures[0].1, 6);
+    fixtures.push(("rotated".into(), rotated));
+    for (name, bytes) in fixtures {
+        let (mut d, mut seen) = (jpeg_decoder::Decoder::new(&bytes[..]), None);
+        d.read_info().unwrap();
+        let info = d.info().unwrap();
+        let streamed = jpeg_dc::stream(&mut Trickle(&bytes), u64::MAX, |w, h, o| {
+            seen = Some((w, h, o));
+            AtFrame::Decode
+        });
+        match jpeg_dc::decode(&bytes, u64::MAX) {
+            Some(from_memory) => {
+                assert_eq!(streamed, Streamed::Read(from_memory), "{name}");
+                let orientation = if name == "rotated" { 6 } else { 1 };
+                assert_eq!(seen, Some((info.width as u32, info.height as u32, orientation)), "{name}");
+            }
+            None => match streamed {
+                Streamed::Whole(kept) => {
+                    assert!(bytes.starts_with(&kept) && kept.len() > 100, "{name}: {}", kept.len())
+                }
+                other => panic!("{name}: declined from memory, {other:?} from a stream"),
+            },
+        }
+        // A caller that wants the file whole (a small picture) gets it, as far as read.
+        match jpeg_dc::stream(&mut Trickle(&bytes), u64::MAX, |_, _, _| AtFrame::Whole) {
+            Streamed::Whole(kept) => assert!(bytes.starts_with(&kept), "{name}"),
+            other => panic!("{name}: {other:?}"),
+        }
+        let stopped = jpeg_dc::stream(&mut Trickle(&bytes), u64::MAX, |_, _, _| AtFrame::Stop);
+        assert!(matches!(stopped, Streamed::Stopped | Streamed::Whole(_)), "{name}: {stopped:?}");
+    }
+}
+
+/// A stream that stops (the server's end, a reset): cut inside the scans it fails and says
+/// so; cut before the frame header the bytes come back for the caller's fallback; never a panic.
+#[test]
+fn a_stream_that_stops_fails_with_the_reason_or_comes_back_whole() {
+    for (name, bytes) in fixtures() {
+        let Some(full) = jpeg_dc::decode(&bytes, u64::MAX) else { continue };
+        let sof = bytes.windows(2).position(|m| matches!(m, [0xff, 0xc0..=0xc2])).unwrap();
+        for cut in (0..bytes.len() - 2).step_by(61) {
+            let cut_off = &bytes[..cut];
+            let got = std::panic::catch_unwind(|| {
+                jpeg_dc::stream(&mut Trickle(cut_off), u64::MAX, |_, _, _| AtFrame::Decode)
+            })
+            .unwrap_or_else(|_| panic!("{name}: panic on the first {cut} bytes"));
+            match got {
+                Streamed::Whole(kept) => assert!(cut < sof + 20 && kept == cut_off, "{name}: cut at {cut}"),
+                Streamed::Failed(why) => assert!(cut > sof && !why.is_empty(), "{name}: cut at {cut}: {why}"),
+                Streamed::Read(image) => assert_eq!(image, full, "{name}: cut at {cut} read a different picture"),
+                Streamed::Stopped => panic!("{name}: stopped without being asked"),
+            }
+        }
+        let at = bytes.len() * 2 / 3;
+        let mut failing = std::io::Read::chain(&bytes[..at], FailingRead);
+        let got = jpeg_dc::stream(&mut failing, u64::MAX, |_, _, _| AtFrame::Decode);
+        assert_eq!(got, Streamed::Failed("the file ends inside its scans".into()), "{name}: a read failed");
+    }
+}
+
+/// A reset after some bytes.
+struct FailingRead;
+
+impl std::io::Read for FailingRead {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(std::io::ErrorKind::ConnectionReset.into())
     }
 }

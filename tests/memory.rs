@@ -95,15 +95,30 @@ fn a_12_megapixel_jpeg() {
     drop(img);
     let opts = Options::default();
     let size = bytes.len();
+    let sha256 = b64(&Sha256::digest(&bytes));
     let (_, decode_only) = decode_peak(&bytes, &opts);
+    let dir = tempfile_dir("jpeg12mp");
+    let path = dir.join("slot.bin");
+    std::fs::write(&path, &bytes).unwrap();
     let (m, peak) = analysis_peak(bytes, "image/jpeg", opts.clone());
     assert_eq!((m.width, m.height), (Some(4000), Some(3000)));
     assert!(m.blurhash.is_some());
+    assert_eq!(m.sha256.as_deref(), Some(sha256.as_str()), "every byte went through the hash");
     eprintln!("12 MP JPEG: {size} bytes; decode alone {:.1} MB", decode_only as f64 / 1e6);
-    // The body (~4 MB here, up to max_bytes) plus a 1/8-scale decode: far below the 36 MB
-    // a full-size RGB decode would take.
-    check("12 MP JPEG (4000x3000), whole analysis", peak, &opts, 2 * size + 12 * MB);
+    // The body (5.2 MB here, up to max_bytes) is never held: it goes through the DC reader as
+    // it arrives (a window of 64 KiB or so), which keeps one DC value a block (4 bytes: 2.3 MB
+    // here, unsubsampled) and the 1/8-scale picture. A full-size RGB decode would take 36 MB.
+    check("12 MP JPEG (4000x3000), whole analysis", peak, &opts, 7 * MB);
     check("12 MP JPEG (4000x3000), decode only", decode_only, &opts, 12 * MB);
+    assert!(peak < decode_only + MB, "the analysis holds more than the decode ({decode_only}): {peak}");
+    // The same from a local upload's file.
+    let file = LocalFile { path, name: None, date: None, content_type: None };
+    let fetcher = Fetcher::new(opts.clone());
+    let (m, peak) = peak_of(|| source::analyze(&file, &fetcher, None));
+    let m = m.unwrap();
+    assert_eq!((m.width, m.sha256.as_deref()), (Some(4000), Some(sha256.as_str())));
+    check("12 MP JPEG (4000x3000), from a file", peak, &opts, 7 * MB);
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]

@@ -7,18 +7,23 @@
 //! have aborted or handled the failure. So a new amplification (issue 18: a few hundred bytes
 //! that allocate gigabytes) fails this target, not a server.
 //!
-//! A PNG is also decoded as a stream arriving a few bytes at a time (how a body larger than
-//! the 64 KiB head is read): what decodes from memory must come out the same from the stream.
+//! A PNG and a JPEG are also decoded as a stream arriving a few bytes at a time (how a body
+//! larger than the 64 KiB head is read): what decodes from memory must come out the same from
+//! the stream, and a JPEG the stream gives back must be the file's first bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use media_metadata::decode::{decode, decoder_memory};
+use media_metadata::decode::{decode, decoder_memory, JpegStream};
 use media_metadata::options::Options;
 use media_metadata::sniff::{content_type_essence, sniff, Format};
 
 #[allow(dead_code)] // peak_of: for tests/memory.rs
 #[path = "../../tests/common/peak_alloc.rs"]
 mod peak_alloc;
+
+#[path = "../../tests/common/trickle.rs"]
+mod trickle;
+use trickle::Trickle;
 
 #[global_allocator]
 static ALLOCATOR: peak_alloc::Counting = peak_alloc::Counting;
@@ -28,18 +33,6 @@ fn bounded<T>(what: &str, bound: usize, f: impl FnOnce() -> T) -> T {
     let (out, peak) = peak_alloc::within(bound, f);
     assert!(peak.refused.is_none(), "{what}: asked for {:?} bytes past the bound of {bound}", peak.refused);
     out
-}
-
-/// Hands out 1 to 7 bytes a read, as a slow socket might.
-struct Trickle<'a>(&'a [u8]);
-
-impl std::io::Read for Trickle<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = buf.len().min(self.0.len()).min(1 + self.0.first().map_or(0, |b| *b as usize % 7));
-        buf[..n].copy_from_slice(&self.0[..n]);
-        self.0 = &self.0[n..];
-        Ok(n)
-    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -54,10 +47,30 @@ fuzz_target!(|data: &[u8]| {
     }
     let header_only = bounded("header", bound, || decode(data, mime, false, &opts));
     if mime == Format::Jpeg {
+        use media_metadata::jpeg_dc::{self, AtFrame, Streamed};
         // The DC-only reader on its own: decode() uses it only for large pictures.
-        if let Some(dc) = bounded("jpeg_dc", bound, || media_metadata::jpeg_dc::decode(data, opts.max_pixels)) {
+        let from_memory = bounded("jpeg_dc", bound, || jpeg_dc::decode(data, opts.max_pixels));
+        if let Some(dc) = &from_memory {
             let channels = if matches!(dc.layout, media_metadata::blurhash::Layout::Luma) { 1 } else { 3 };
             assert_eq!(dc.pixels.len() as u64, dc.width as u64 * dc.height as u64 * channels);
+        }
+        let streamed = bounded("jpeg_dc::stream", bound, || {
+            jpeg_dc::stream(&mut Trickle(data), opts.max_pixels, |_, _, _| AtFrame::Decode)
+        });
+        match streamed {
+            Streamed::Read(dc) => assert_eq!(Some(dc), from_memory, "a JPEG read as a stream differs from memory"),
+            Streamed::Whole(kept) => {
+                assert!(data.starts_with(&kept), "the bytes given back are not the file's first");
+                assert!(from_memory.is_none(), "declined as a stream, read from memory");
+            }
+            Streamed::Failed(_) => assert!(from_memory.is_none(), "failed as a stream, read from memory"),
+            Streamed::Stopped => panic!("stopped without being asked"),
+        }
+        // And as the analysis calls it: no panic, within the bound.
+        if let JpegStream::Whole(kept) =
+            bounded("jpeg_stream", bound, || media_metadata::decode::jpeg_stream(&mut Trickle(data), &opts))
+        {
+            assert!(data.starts_with(&kept), "jpeg_stream gave back bytes that are not the file's first");
         }
     }
     let full = bounded("decode", bound, || decode(data, mime, true, &opts));

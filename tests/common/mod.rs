@@ -185,3 +185,5 @@ pub mod craft;
 pub mod hostile;
 /// A counting global allocator with a ceiling, for the binaries that install it.
 pub mod peak_alloc;
+/// A reader that hands out a few bytes at a time.
+pub mod trickle;
